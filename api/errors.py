@@ -1,0 +1,118 @@
+"""Every error leaves the API in one shape: {"error": {type, message, param, request_id}}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.context import current_request_id
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+_STATUS_TYPES = {
+    400: "invalid_request",
+    401: "authentication",
+    403: "permission",
+    404: "not_found",
+    405: "invalid_request",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "invalid_request",
+    422: "invalid_request",
+    429: "rate_limited",
+    503: "backend_unavailable",
+    504: "backend_unavailable",
+}
+
+
+class ApiError(Exception):
+    """An error answer with a status, a type and a message saying what to fix."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type or _STATUS_TYPES.get(status, "internal")
+        self.param = param
+        self.headers = headers or {}
+
+
+def error_body(type_: str, message: str, param: str | None = None) -> dict[str, Any]:
+    """The error JSON body."""
+    return {
+        "error": {
+            "type": type_,
+            "message": message,
+            "param": param,
+            "request_id": current_request_id(),
+        }
+    }
+
+
+def _loc_to_param(loc: tuple[Any, ...]) -> str | None:
+    # Drop "body"/"query" and the discriminator tag pydantic puts in union paths.
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    if len(parts) > 1 and parts[0] in ("chat", "summarize", "analyze"):
+        parts = parts[1:]
+    return ".".join(parts) or None
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every exception to the error shape."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(
+            error_body(exc.type, exc.message, exc.param), exc.status, headers=exc.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        param = _loc_to_param(tuple(first.get("loc", ())))
+        msg = str(first.get("msg", "invalid request"))
+        if first.get("type") == "json_invalid":
+            msg = "the body is not valid JSON"
+        elif first.get("type") == "union_tag_invalid":
+            ctx = first.get("ctx") or {}
+            msg = f"unknown type {ctx.get('tag')!r}: expected one of {ctx.get('expected_tags')}"
+            param = "type"
+        elif first.get("type") == "missing":
+            msg = f"{param or 'a field'} is required"
+        else:
+            msg = f"{param}: {msg}" if param else msg
+        if len(errors) > 1:
+            msg += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+        return JSONResponse(error_body("invalid_request", msg, param), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        type_ = _STATUS_TYPES.get(exc.status_code, "internal")
+        message = str(exc.detail) if exc.detail else type_
+        if exc.status_code == 404 and message == "Not Found":
+            message = "no such route"
+        return JSONResponse(
+            error_body(type_, message), exc.status_code, headers=getattr(exc, "headers", None)
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", error_type=type(exc).__name__)
+        return JSONResponse(
+            error_body("internal", "internal error; quote the request_id when reporting it"),
+            500,
+        )

@@ -1,0 +1,80 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import redis
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from api.schemas.common import CheckResult, Health, Readiness
+from shared.backends import BackendConfig, configured_backends
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", response_model=Health, summary="Process is up",
+            operation_id="Healthz")
+def healthz() -> Health:
+    return Health()
+
+
+def _timed(check: object) -> tuple[bool, str | None, float]:
+    start = time.perf_counter()
+    try:
+        check()  # type: ignore[operator]
+        return True, None, (time.perf_counter() - start) * 1000
+    except Exception as exc:  # readiness reports any failure as "down", with its reason
+        return False, f"{type(exc).__name__}: {exc}"[:300], (time.perf_counter() - start) * 1000
+
+
+def _backend_probe(config: BackendConfig) -> None:
+    if config.kind == "local":
+        from workers.backends.local import LocalAdapter  # noqa: F401  (import proves llama.cpp)
+
+        return
+    url = {
+        "ollama": "/api/tags",
+        "azure_openai": "/openai/models?api-version=2024-10-21",
+    }.get(config.kind, "/models")
+    headers = {"api-key": config.api_key or ""} if config.kind == "azure_openai" else (
+        {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+    )
+    response = httpx.get(f"{config.base_url}{url}", headers=headers, timeout=3.0)
+    if response.status_code >= 500:
+        raise RuntimeError(f"answered {response.status_code}")
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    summary="Dependencies are reachable",
+    description="Database, broker and each configured backend; 503 when a required one is down.",
+    operation_id="Readyz",
+    responses={503: {"model": Readiness, "description": "Not ready"}},
+)
+def readyz(request: Request) -> JSONResponse:
+    state = request.app.state
+    checks: dict[str, CheckResult] = {}
+
+    def db() -> None:
+        with state.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def broker() -> None:
+        redis.Redis.from_url(state.settings.broker_url, socket_timeout=2).ping()
+
+    for name, fn in (("database", db), ("broker", broker)):
+        ok, detail, ms = _timed(fn)
+        checks[name] = CheckResult(ok=ok, detail=detail, latency_ms=round(ms, 1))
+    for name, config in configured_backends(state.settings).items():
+        ok, detail, ms = _timed(lambda c=config: _backend_probe(c))
+        checks[f"backend:{name}"] = CheckResult(
+            ok=ok, required=False, detail=detail, latency_ms=round(ms, 1)
+        )
+    ready = all(c.ok for c in checks.values() if c.required)
+    body = Readiness(status="ready" if ready else "not_ready", checks=checks)
+    return JSONResponse(body.model_dump(mode="json"), status_code=200 if ready else 503)

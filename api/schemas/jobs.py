@@ -1,0 +1,147 @@
+"""Request and response bodies of /v1/jobs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class Message(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(min_length=1)
+
+
+class ChatInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    messages: list[Message] = Field(min_length=1, description="The conversation so far")
+
+
+class SummarizeInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, description="Text to summarize, of any length")
+    instructions: str | None = Field(None, max_length=4000)
+    max_words: int = Field(120, ge=5, le=2000)
+
+
+class DocumentRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str | None = Field(None, min_length=1)
+    file_id: str | None = Field(None, pattern=r"^file_[0-9a-z]+$")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DocumentRef:
+        if (self.text is None) == (self.file_id is None):
+            raise ValueError("give exactly one of document.text or document.file_id")
+        return self
+
+
+Analysis = Literal["summary", "sentiment", "classification", "key_points", "entities", "custom"]
+
+
+class AnalyzeInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    document: DocumentRef
+    analysis: Analysis
+    labels: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(
+        None, max_length=50
+    )
+    instructions: str | None = Field(None, max_length=4000)
+
+    @model_validator(mode="after")
+    def _needs(self) -> AnalyzeInput:
+        if self.analysis == "classification" and not self.labels:
+            raise ValueError("classification needs labels: a list of at least one label")
+        if self.analysis == "custom" and not self.instructions:
+            raise ValueError("custom analysis needs instructions")
+        return self
+
+
+class JobOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1, le=32768)
+    top_p: float | None = Field(None, gt=0, le=1)
+    stop: list[str] | None = Field(None, max_length=4)
+
+
+class _JobCreateBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    backend: str | None = Field(None, description="Backend name; default: the configured one")
+    model: str | None = Field(None, max_length=200, description="Default: the backend's")
+    options: JobOptions = Field(default_factory=JobOptions)
+    callback_url: HttpUrl | None = None
+    metadata: dict[str, Annotated[str, Field(max_length=500)]] = Field(
+        default_factory=dict, max_length=32
+    )
+
+
+class ChatJobCreate(_JobCreateBase):
+    type: Literal["chat"]
+    input: ChatInput
+
+
+class SummarizeJobCreate(_JobCreateBase):
+    type: Literal["summarize"]
+    input: SummarizeInput
+
+
+class AnalyzeJobCreate(_JobCreateBase):
+    type: Literal["analyze"]
+    input: AnalyzeInput
+
+
+JobCreate = Annotated[
+    ChatJobCreate | SummarizeJobCreate | AnalyzeJobCreate, Field(discriminator="type")
+]
+
+
+class Progress(BaseModel):
+    total: int
+    done: int
+    failed: int
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class StepOut(BaseModel):
+    id: str
+    kind: str
+    status: str
+    attempts: int
+    backend: str
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+
+
+class JobOut(BaseModel):
+    """A job as clients see it."""
+
+    id: str
+    type: str
+    status: JobStatus
+    backend: str
+    model: str | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    progress: Progress
+    result: dict[str, Any] | None
+    error: dict[str, Any] | None
+    output_file_url: str | None
+    usage: Usage
+    metadata: dict[str, str]
+    steps: list[StepOut] = Field(default_factory=list, description="The plan (first 50 steps)")
+    steps_total: int = 0
+
+
+class JobList(BaseModel):
+    data: list[JobOut]
+    has_more: bool
+    next_after: str | None

@@ -1,0 +1,175 @@
+"""Creating, reading, listing and cancelling jobs for one tenant."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from api.errors import ApiError
+from api.schemas.jobs import (
+    AnalyzeJobCreate,
+    ChatJobCreate,
+    JobOut,
+    Progress,
+    StepOut,
+    SummarizeJobCreate,
+    Usage,
+)
+from orchestrator.engine import cancel_job
+from shared.backends import configured_backends, default_backend
+from shared.dispatch import enqueue_plan
+from shared.ids import new_id
+from shared.models import Job, Step
+from shared.settings import Settings
+
+STEPS_SHOWN = 50
+
+
+def resolve_backend(settings: Settings, backend: str | None, model: str | None) -> tuple[str, str]:
+    """The backend and model a job runs on; 422 naming the configured ones when unknown."""
+    backends = configured_backends(settings)
+    name = backend or default_backend(settings)
+    if name is None:
+        raise ApiError(503, "no LLM backend is configured", type="backend_unavailable")
+    if name not in backends:
+        raise ApiError(
+            422,
+            f"unknown backend {name!r}; configured: {sorted(backends)}",
+            param="backend",
+        )
+    chosen = model or backends[name].default_model
+    if not chosen:
+        raise ApiError(422, f"backend {name!r} has no default model; give one", param="model")
+    return name, chosen
+
+
+def create_job(
+    session: Session,
+    settings: Settings,
+    tenant_id: str,
+    body: ChatJobCreate | SummarizeJobCreate | AnalyzeJobCreate,
+    **extra: Any,
+) -> Job:
+    """Store a queued job and ask the orchestrator to plan it once committed."""
+    backend, model = resolve_backend(settings, body.backend, body.model)
+    job_input = body.input.model_dump(mode="json", exclude_none=True)
+    _check_size(settings, job_input)
+    job = Job(
+        id=new_id("job"),
+        tenant_id=tenant_id,
+        type=body.type,
+        status="queued",
+        backend=backend,
+        model=model,
+        input=job_input,
+        options=body.options.model_dump(exclude_none=True),
+        meta=dict(body.metadata),
+        callback_url=str(body.callback_url) if body.callback_url else None,
+        **extra,
+    )
+    session.add(job)
+    session.flush()
+    enqueue_plan(session, job.id)
+    return job
+
+
+def _check_size(settings: Settings, job_input: dict[str, Any]) -> None:
+    messages = job_input.get("messages")
+    if messages is not None and len(messages) > settings.max_messages:
+        raise ApiError(
+            422, f"too many messages: at most {settings.max_messages}", param="input.messages"
+        )
+    text = job_input.get("text") or (job_input.get("document") or {}).get("text") or ""
+    if len(text) > settings.max_text_chars:
+        raise ApiError(
+            413,
+            f"text too long: {len(text)} characters, the limit is {settings.max_text_chars}",
+            param="input.text",
+        )
+
+
+def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
+    """The tenant's job; 404 for unknown ids and other tenants' jobs alike."""
+    job = session.scalar(select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id))
+    if job is None:
+        raise ApiError(404, f"no job {job_id!r}", param="id")
+    return job
+
+
+def list_jobs(
+    session: Session,
+    tenant_id: str,
+    *,
+    status: str | None,
+    job_type: str | None,
+    limit: int,
+    after: str | None,
+) -> tuple[list[Job], bool]:
+    """A page of the tenant's jobs, newest first (ids are time-ordered)."""
+    query = select(Job).where(Job.tenant_id == tenant_id)
+    if status:
+        query = query.where(Job.status == status)
+    if job_type:
+        query = query.where(Job.type == job_type)
+    if after:
+        query = query.where(Job.id < after)
+    rows = list(session.scalars(query.order_by(Job.id.desc()).limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
+
+
+def cancel(session: Session, tenant_id: str, job_id: str) -> Job:
+    """Cancel the tenant's job; 409 when it already ended."""
+    job = get_job(session, tenant_id, job_id)
+    if not cancel_job(session, job):
+        raise ApiError(409, f"job {job_id} already ended ({job.status}); nothing to cancel")
+    return job
+
+
+def job_out(session: Session, job: Job, base_url: str, with_steps: bool = True) -> JobOut:
+    """The public shape of a job."""
+    steps: list[StepOut] = []
+    steps_total = 0
+    if with_steps:
+        steps_total = session.scalar(
+            select(func.count()).select_from(Step).where(Step.job_id == job.id)
+        ) or 0
+        rows = session.scalars(
+            select(Step).where(Step.job_id == job.id).order_by(Step.stage, Step.seq)
+            .limit(STEPS_SHOWN)
+        )
+        steps = [
+            StepOut(
+                id=s.id,
+                kind=s.kind,
+                status=s.status,
+                attempts=s.attempts,
+                backend=s.backend,
+                started_at=s.started_at,
+                finished_at=s.finished_at,
+            )
+            for s in rows
+        ]
+    return JobOut(
+        id=job.id,
+        type=job.type,
+        status=job.status,  # type: ignore[arg-type]
+        backend=job.backend,
+        model=job.model,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        progress=Progress(
+            total=job.progress_total, done=job.progress_done, failed=job.progress_failed
+        ),
+        result=job.result,
+        error=job.error,
+        output_file_url=(
+            f"{base_url}/v1/jobs/{job.id}/output" if job.output_file_id else None
+        ),
+        usage=Usage(prompt_tokens=job.prompt_tokens, completion_tokens=job.completion_tokens),
+        metadata=job.meta or {},
+        steps=steps,
+        steps_total=steps_total,
+    )

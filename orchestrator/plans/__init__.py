@@ -1,0 +1,22 @@
+"""Planners by job type."""
+
+from __future__ import annotations
+
+from orchestrator.plans.analyze import AnalyzePlanner
+from orchestrator.plans.base import Outcome, PlanContext, Planner, PlanError, StepSpec
+from orchestrator.plans.chat import ChatPlanner
+from orchestrator.plans.summarize import SummarizePlanner
+
+PLANNERS: dict[str, Planner] = {
+    "chat": ChatPlanner(),
+    "summarize": SummarizePlanner(),
+    "analyze": AnalyzePlanner(),
+}
+
+
+def planner_for(job_type: str) -> Planner:
+    """The planner of a job type."""
+    return PLANNERS[job_type]
+
+
+__all__ = ["Outcome", "PlanContext", "PlanError", "Planner", "StepSpec", "planner_for"]

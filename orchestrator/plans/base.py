@@ -1,0 +1,78 @@
+"""What a job type's planner looks like: first steps, then what follows each finished stage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from shared.backends import BackendConfig
+from shared.models import Job, Step
+from shared.settings import Settings
+
+
+class PlanError(ValueError):
+    """The job cannot be planned (bad or unreadable input); fails the job with this message."""
+
+    def __init__(self, message: str, code: str = "invalid_input") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+@dataclass
+class StepSpec:
+    """A step to create: what kind, its input, and its lane."""
+
+    kind: str
+    input: dict[str, Any]
+    lane: str = "interactive"
+
+
+@dataclass
+class Outcome:
+    """After a stage: more steps, or the job's result, or its error."""
+
+    steps: list[StepSpec] = field(default_factory=list)
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    output_file_id: str | None = None
+
+
+@dataclass
+class PlanContext:
+    """What a planner may look at."""
+
+    job: Job
+    backend: BackendConfig | None
+    settings: Settings
+
+    @property
+    def context_tokens(self) -> int:
+        return self.backend.context_tokens if self.backend else self.settings.context_tokens
+
+
+class Planner(Protocol):
+    """Plans one job type as stages of steps."""
+
+    def first(self, ctx: PlanContext) -> list[StepSpec]: ...
+
+    def advance(self, ctx: PlanContext, stage: int, steps: list[Step]) -> Outcome: ...
+
+
+def first_failure(steps: list[Step]) -> dict[str, Any] | None:
+    """The error of the first failed step, as the job's error."""
+    for step in steps:
+        if step.status == "failed":
+            error = dict(step.error or {})
+            error.setdefault("message", "a step failed")
+            error.setdefault("type", "step_failed")
+            error["step_id"] = step.id
+            return error
+    return None
+
+
+def llm_input(
+    messages: list[dict[str, str]], options: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
+    """The input of a step that is one LLM call."""
+    return {"messages": messages, "options": options, **extra}

@@ -1,0 +1,154 @@
+"""The periodic sweep: nothing stays lost when a worker, the broker or the API dies."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from orchestrator.engine import TERMINAL_STEP, advance, dispatch_ready, fail_job
+from shared.dispatch import enqueue_plan, enqueue_step
+from shared.models import Job, Step, utcnow
+from shared.settings import Settings
+
+# A step whose worker died this many times fails instead of killing workers forever.
+MAX_LEASE_LOSSES = 5
+
+
+@dataclass
+class SweepReport:
+    """What one sweep did (logged; asserted in tests)."""
+
+    requeued_steps: int = 0
+    resent_steps: int = 0
+    resent_plans: int = 0
+    advanced_jobs: int = 0
+    expired_jobs: int = 0
+    failed_steps: int = 0
+
+
+def sweep(
+    session: Session,
+    settings: Settings,
+    queue_is_empty: Callable[[str, str], bool] = lambda backend, lane: True,
+) -> SweepReport:
+    """Re-send lapsed and lost work, re-advance stalled jobs, expire old ones."""
+    report = SweepReport()
+    now = utcnow()
+    _requeue_lapsed(session, now, report)
+    _resend_lost_steps(session, settings, now, queue_is_empty, report)
+    _resend_lost_plans(session, settings, now, report)
+    _advance_stalled(session, settings, now, report)
+    _expire(session, settings, now, report)
+    return report
+
+
+def _requeue_lapsed(session: Session, now: dt.datetime, report: SweepReport) -> None:
+    lapsed = session.scalars(
+        select(Step).where(Step.status == "running", Step.lease_expires_at < now).limit(500)
+    ).all()
+    for step in lapsed:
+        if step.attempts >= MAX_LEASE_LOSSES:
+            won = session.execute(
+                update(Step)
+                .where(Step.id == step.id, Step.status == "running",
+                       Step.lease_token == step.lease_token)
+                .values(
+                    status="failed",
+                    lease_token=None,
+                    finished_at=now,
+                    error={
+                        "type": "worker_lost",
+                        "message": f"the worker running this step died {step.attempts} times",
+                    },
+                )
+            ).rowcount
+            report.failed_steps += won
+            continue
+        won = session.execute(
+            update(Step)
+            .where(Step.id == step.id, Step.status == "running",
+                   Step.lease_token == step.lease_token)
+            .values(status="queued", lease_token=None, lease_expires_at=None, dispatched_at=now)
+        ).rowcount
+        if won:
+            enqueue_step(session, step.id, step.backend, step.lane)
+            report.requeued_steps += 1
+
+
+def _resend_lost_steps(
+    session: Session,
+    settings: Settings,
+    now: dt.datetime,
+    queue_is_empty: Callable[[str, str], bool],
+    report: SweepReport,
+) -> None:
+    cutoff = now - dt.timedelta(seconds=settings.queued_resend_after_s)
+    stale = session.scalars(
+        select(Step).where(Step.status == "queued", Step.dispatched_at < cutoff).limit(500)
+    ).all()
+    for step in stale:
+        # A message still waiting in a busy queue is not lost; only re-send into an empty one.
+        if not queue_is_empty(step.backend, step.lane):
+            continue
+        step.dispatched_at = now
+        enqueue_step(session, step.id, step.backend, step.lane)
+        report.resent_steps += 1
+
+
+def _resend_lost_plans(
+    session: Session, settings: Settings, now: dt.datetime, report: SweepReport
+) -> None:
+    cutoff = now - dt.timedelta(seconds=settings.queued_resend_after_s)
+    jobs = session.scalars(
+        select(Job)
+        .where(Job.status == "queued", Job.stage == -1, Job.updated_at < cutoff)
+        .limit(500)
+    ).all()
+    for job in jobs:
+        if job.run_after is not None and job.run_after > now:
+            continue
+        job.updated_at = now
+        enqueue_plan(session, job.id)
+        report.resent_plans += 1
+
+
+def _advance_stalled(
+    session: Session, settings: Settings, now: dt.datetime, report: SweepReport
+) -> None:
+    cutoff = now - dt.timedelta(seconds=settings.queued_resend_after_s)
+    jobs = session.scalars(
+        select(Job).where(Job.status == "running", Job.updated_at < cutoff).limit(200)
+    ).all()
+    for job in jobs:
+        steps = list(
+            session.scalars(
+                select(Step).where(Step.job_id == job.id, Step.stage == job.stage)
+                .order_by(Step.seq)
+            )
+        )
+        if steps and all(s.status in TERMINAL_STEP for s in steps):
+            advance(session, settings, job, job.stage, steps)
+            report.advanced_jobs += 1
+        elif dispatch_ready(session, job):
+            job.updated_at = now
+
+
+def _expire(session: Session, settings: Settings, now: dt.datetime, report: SweepReport) -> None:
+    cutoff = now - dt.timedelta(seconds=settings.job_max_age_s)
+    jobs = session.scalars(
+        select(Job).where(Job.status.in_(("queued", "running")), Job.created_at < cutoff)
+        .limit(200)
+    ).all()
+    for job in jobs:
+        if job.run_after is not None and job.run_after > now:
+            continue
+        if fail_job(
+            session,
+            job,
+            {"type": "expired", "message": "the job did not finish within its maximum age"},
+        ):
+            report.expired_jobs += 1

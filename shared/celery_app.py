@@ -1,0 +1,60 @@
+"""The Celery app shared by every process, configured for at-least-once delivery."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from shared.queues import ORCHESTRATOR_QUEUE, TASK_SWEEP
+from shared.settings import get_settings
+
+
+def configure(app: Celery) -> None:
+    """Apply broker settings; called at process start-up, not at import."""
+    settings = get_settings()
+    app.conf.update(
+        broker_url=settings.broker_url,
+        # Results live in the database; Celery's result backend is not used.
+        result_backend=None,
+        task_ignore_result=True,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        # A message is acked only after its task ran, and re-delivered if the worker died.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # One message at a time per process, so a slow step never holds others hostage.
+        worker_prefetch_multiplier=1,
+        task_default_queue=ORCHESTRATOR_QUEUE,
+        task_create_missing_queues=True,
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        # Above the longest step (deadline + slack); the sweep re-sends lost steps far sooner.
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_s,
+            "socket_keepalive": True,
+            "health_check_interval": 10,
+        },
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        beat_schedule={
+            "sweep": {
+                "task": TASK_SWEEP,
+                "schedule": settings.sweep_interval_s,
+                "options": {"queue": ORCHESTRATOR_QUEUE, "expires": settings.sweep_interval_s},
+            }
+        },
+        timezone="UTC",
+    )
+
+
+celery_app = Celery("llm_jobs")
+celery_app.conf.update(task_default_queue=ORCHESTRATOR_QUEUE)
+
+
+def get_celery() -> Celery:
+    """The configured app (configures it the first time)."""
+    if not celery_app.conf.get("llmjobs_configured"):
+        configure(celery_app)
+        celery_app.conf.llmjobs_configured = True
+    return celery_app

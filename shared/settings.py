@@ -1,0 +1,117 @@
+"""The one settings class: every tunable comes from `LLMJOBS_*` variables or `.env`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BACKEND_KINDS = ("local", "ollama", "openai", "azure_openai", "openai_compatible")
+PLACEHOLDER_SECRETS = {"", "change-me", "changeme", "secret", "password"}
+
+
+class Settings(BaseSettings):
+    """Configuration of api, orchestrator and workers."""
+
+    model_config = SettingsConfigDict(env_prefix="LLMJOBS_", env_file=".env", extra="ignore")
+
+    env: str = Field("dev", description="dev, test or prod; prod refuses placeholder secrets")
+    database_url: str = "sqlite:///./var/llm-jobs.db"
+    data_dir: Path = Path("./var/data")
+    redis_url: str | None = Field(
+        None, description="Broker and shared state; unset means 127.0.0.1:6379 or an embedded one"
+    )
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    public_base_url: str | None = Field(
+        None, description="Absolute base for Location headers when behind a proxy"
+    )
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    default_backend: str | None = Field(
+        None, description="Backend used when a job names none; default: the first configured"
+    )
+    backends: str | None = Field(
+        None, description="Comma-separated backends to run workers for; default: all configured"
+    )
+
+    ollama_base_url: str | None = None
+    ollama_model: str = "llama3.2"
+    ollama_keep_alive: str = "5m"
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_api_key: str | None = None
+    openai_organization: str | None = None
+    openai_model: str = "gpt-4o-mini"
+    openai_compatible_base_url: str | None = None
+    openai_compatible_api_key: str | None = None
+    openai_compatible_model: str = "default"
+    azure_openai_endpoint: str | None = None
+    azure_openai_api_key: str | None = None
+    azure_openai_api_version: str = "2024-10-21"
+    azure_openai_deployment: str | None = None
+
+    local_enabled: bool = True
+    local_model_path: Path | None = Field(
+        None, description="GGUF file for the local backend; default: the bundled SmolLM2-135M"
+    )
+    local_context_tokens: int = 2048
+    local_threads: int | None = None
+    local_max_tokens: int = 256
+
+    backend_timeout_s: float = Field(120.0, description="One HTTP call to a backend")
+    step_deadline_s: float = Field(600.0, description="A step's whole life, retries included")
+    retry_max_attempts: int = 6
+    retry_initial_wait_s: float = 0.5
+    retry_max_wait_s: float = 30.0
+    worker_concurrency: int = 8
+    context_tokens: int = Field(8192, description="Context window assumed for remote models")
+    summary_max_tokens: int = 512
+
+    step_lease_s: float = Field(30.0, description="A running step's lease; the worker renews it")
+    heartbeat_s: float = 5.0
+    sweep_interval_s: float = 10.0
+    queued_resend_after_s: float = Field(
+        30.0, description="Re-send a queued step or job whose message seems lost after this long"
+    )
+    job_max_age_s: float = Field(86400.0, description="Jobs still unfinished after this fail")
+    visibility_timeout_s: int = 3600
+
+    max_body_bytes: int = 1024 * 1024
+    max_upload_bytes: int = 50 * 1024 * 1024
+    max_messages: int = 256
+    max_text_chars: int = 2_000_000
+    poll_retry_after_s: int = 2
+
+    flower_port: int = 5555
+    flower_basic_auth: str | None = Field(None, description="user:password for Flower")
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_postgres(cls, v: str) -> str:
+        # Users paste plain postgres URLs; psycopg 3 is the driver installed.
+        for prefix in ("postgres://", "postgresql://"):
+            if v.startswith(prefix):
+                return "postgresql+psycopg://" + v[len(prefix) :]
+        return v
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> Settings:
+        if self.env == "prod":
+            for name in ("openai_api_key", "azure_openai_api_key", "openai_compatible_api_key"):
+                value = getattr(self, name)
+                if value is not None and value.strip().lower() in PLACEHOLDER_SECRETS:
+                    raise ValueError(f"LLMJOBS_{name.upper()} is a placeholder; set a real secret")
+        return self
+
+    @property
+    def broker_url(self) -> str:
+        return self.redis_url or "redis://127.0.0.1:6379/0"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Settings read once per process."""
+    return Settings()

@@ -1,0 +1,122 @@
+"""Adapters for the OpenAI chat-completions wire format: OpenAI, Azure OpenAI, compatibles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from shared.backends import BackendConfig, ChatRequest, ChatResult, PermanentBackendError
+from workers.backends.base import raise_for_status, transport_error
+
+
+def completion_body(request: ChatRequest, model: str | None) -> dict[str, Any]:
+    """The JSON body of a chat-completions call."""
+    body: dict[str, Any] = {"messages": request.messages, "stream": False}
+    if model:
+        body["model"] = model
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.max_tokens is not None:
+        body["max_tokens"] = request.max_tokens
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+    if request.stop:
+        body["stop"] = request.stop
+    if request.json_mode:
+        body["response_format"] = {"type": "json_object"}
+    return body
+
+
+def parse_completion(data: dict[str, Any], backend: str) -> ChatResult:
+    """Content, finish reason and usage of a chat-completions answer."""
+    try:
+        choice = data["choices"][0]
+        content = choice["message"].get("content") or ""
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise PermanentBackendError(f"{backend} sent an answer without choices: {exc!r}") from exc
+    usage = data.get("usage") or {}
+    return ChatResult(
+        content=content,
+        finish_reason=choice.get("finish_reason") or "stop",
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=int(usage.get("completion_tokens") or 0),
+        model=data.get("model"),
+    )
+
+
+class OpenAIWireAdapter:
+    """`POST {base}/chat/completions` with a bearer key (OpenAI and compatible servers)."""
+
+    def __init__(self, config: BackendConfig, client: httpx.AsyncClient) -> None:
+        self.config = config
+        self.client = client
+
+    def _headers(self) -> dict[str, str]:
+        headers = {}
+        if self.config.api_key:
+            headers["Authorization"] = f"Bearer {self.config.api_key}"
+        org = self.config.extra.get("organization")
+        if org:
+            headers["OpenAI-Organization"] = str(org)
+        return headers
+
+    def _chat_url(self, model: str | None) -> str:
+        return f"{self.config.base_url}/chat/completions"
+
+    def _model_in_body(self, model: str | None) -> str | None:
+        return model
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
+        model = request.model or self.config.default_model
+        body = completion_body(request, self._model_in_body(model))
+        try:
+            response = await self.client.post(
+                self._chat_url(model), json=body, headers=self._headers()
+            )
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, self.config.name) from exc
+        raise_for_status(response, self.config.name)
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise PermanentBackendError(f"{self.config.name} sent invalid JSON") from exc
+        return parse_completion(data, self.config.name)
+
+    async def list_models(self) -> list[str]:
+        try:
+            response = await self.client.get(
+                f"{self.config.base_url}/models", headers=self._headers()
+            )
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, self.config.name) from exc
+        raise_for_status(response, self.config.name)
+        return [str(m["id"]) for m in response.json().get("data", [])]
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+class AzureOpenAIAdapter(OpenAIWireAdapter):
+    """Azure: the deployment is in the path, the key in an `api-key` header."""
+
+    def _headers(self) -> dict[str, str]:
+        return {"api-key": self.config.api_key or ""}
+
+    def _chat_url(self, model: str | None) -> str:
+        if not model:
+            raise PermanentBackendError(
+                "azure_openai needs a deployment: set the job's model or "
+                "LLMJOBS_AZURE_OPENAI_DEPLOYMENT"
+            )
+        version = self.config.extra.get("api_version", "2024-10-21")
+        return (
+            f"{self.config.base_url}/openai/deployments/{model}/chat/completions"
+            f"?api-version={version}"
+        )
+
+    def _model_in_body(self, model: str | None) -> str | None:
+        return None
+
+    async def list_models(self) -> list[str]:
+        return [self.config.default_model] if self.config.default_model else []

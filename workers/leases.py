@@ -1,0 +1,124 @@
+"""A step's lease: claimed by one worker, renewed by its heartbeat, released with the result."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from shared.dispatch import enqueue_step_done
+from shared.ids import new_id
+from shared.models import Job, Step, utcnow
+
+
+@dataclass(frozen=True)
+class ClaimedStep:
+    """What a worker needs to run a step, detached from the session."""
+
+    id: str
+    job_id: str
+    tenant_id: str
+    kind: str
+    backend: str
+    model: str | None
+    input: dict[str, Any]
+    token: str
+    attempts: int
+
+
+def claim(session: Session, step_id: str, lease_s: float) -> ClaimedStep | None:
+    """Take a queued step; None when it is already running, finished or cancelled."""
+    token = new_id("lease")
+    now = utcnow()
+    won = session.execute(
+        update(Step)
+        .where(Step.id == step_id, Step.status == "queued")
+        .values(
+            status="running",
+            attempts=Step.attempts + 1,
+            lease_token=token,
+            lease_expires_at=now + dt.timedelta(seconds=lease_s),
+            started_at=now,
+        )
+    ).rowcount
+    if not won:
+        return None
+    step = session.get(Step, step_id)
+    assert step is not None
+    session.refresh(step)
+    job = session.get(Job, step.job_id)
+    if job is None or job.status != "running":
+        step.status, step.lease_token = "cancelled", None
+        return None
+    return ClaimedStep(
+        id=step.id,
+        job_id=step.job_id,
+        tenant_id=step.tenant_id,
+        kind=step.kind,
+        backend=step.backend,
+        model=step.model,
+        input=dict(step.input),
+        token=token,
+        attempts=step.attempts,
+    )
+
+
+def renew(session: Session, step_id: str, token: str, lease_s: float) -> bool:
+    """Extend the lease; False means the step was cancelled or taken over."""
+    return bool(
+        session.execute(
+            update(Step)
+            .where(Step.id == step_id, Step.status == "running", Step.lease_token == token)
+            .values(lease_expires_at=utcnow() + dt.timedelta(seconds=lease_s))
+        ).rowcount
+    )
+
+
+def complete(
+    session: Session,
+    step_id: str,
+    token: str,
+    result: dict[str, Any],
+    prompt_tokens: int,
+    completion_tokens: int,
+) -> bool:
+    """Store the result and mark the step succeeded, if this worker still holds it."""
+    return _end(
+        session,
+        step_id,
+        token,
+        status="succeeded",
+        result=result,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+    )
+
+
+def fail(
+    session: Session, step_id: str, token: str, error: dict[str, Any], prompt_tokens: int = 0,
+    completion_tokens: int = 0
+) -> bool:
+    """Mark the step failed with an error a user can read."""
+    return _end(
+        session,
+        step_id,
+        token,
+        status="failed",
+        error=error,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+    )
+
+
+def _end(session: Session, step_id: str, token: str, **values: Any) -> bool:
+    won = session.execute(
+        update(Step)
+        .where(Step.id == step_id, Step.status == "running", Step.lease_token == token)
+        .values(finished_at=utcnow(), lease_token=None, lease_expires_at=None, **values)
+    ).rowcount
+    if won:
+        enqueue_step_done(session, step_id)
+    return bool(won)
