@@ -82,13 +82,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
-        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        first: dict[str, Any] = dict(errors[0]) if errors else {"loc": (), "msg": "invalid"}
         param = _loc_to_param(tuple(first.get("loc", ())))
         msg = str(first.get("msg", "invalid request"))
         if first.get("type") == "json_invalid":
             msg = "the body is not valid JSON"
         elif first.get("type") == "union_tag_invalid":
-            ctx = first.get("ctx") or {}
+            ctx: dict[str, Any] = dict(first.get("ctx") or {})
             msg = f"unknown type {ctx.get('tag')!r}: expected one of {ctx.get('expected_tags')}"
             param = "type"
         elif first.get("type") == "missing":

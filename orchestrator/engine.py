@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from orchestrator.plans import Outcome, PlanContext, PlanError, StepSpec, planner_for
 from shared.backends import configured_backends
+from shared.db import changed
 from shared.dispatch import enqueue_step
 from shared.ids import new_id
 from shared.models import Job, Step, utcnow
@@ -41,11 +42,11 @@ def plan_job(session: Session, settings: Settings, job_id: str) -> None:
         _finish(session, job, "failed", error={"type": exc.code, "message": exc.message})
         return
     now = utcnow()
-    won = session.execute(
+    won = changed(session,
         update(Job)
         .where(Job.id == job_id, Job.status == "queued", Job.stage == -1)
         .values(status="running", stage=0, started_at=now, updated_at=now)
-    ).rowcount
+    )
     if not won:
         return
     session.refresh(job)
@@ -96,11 +97,11 @@ def dispatch_ready(session: Session, job: Job) -> int:
     now = utcnow()
     sent = 0
     for step in pending:
-        won = session.execute(
+        won = changed(session,
             update(Step)
             .where(Step.id == step.id, Step.status == "pending")
             .values(status="queued", dispatched_at=now)
-        ).rowcount
+        )
         if won:
             enqueue_step(session, step.id, step.backend, step.lane)
             sent += 1
@@ -136,11 +137,11 @@ def advance(
         outcome = planner_for(job.type).advance(_context(job, settings), stage, stage_steps)
     except PlanError as exc:
         outcome = Outcome(error={"type": exc.code, "message": exc.message})
-    won = session.execute(
+    won = changed(session,
         update(Job)
         .where(Job.id == job.id, Job.stage == stage, Job.status == "running")
         .values(stage=stage + 1, updated_at=utcnow())
-    ).rowcount
+    )
     if not won:
         return
     session.refresh(job)
@@ -180,7 +181,7 @@ def _finish(
     output_file_id: str | None = None,
 ) -> bool:
     now = utcnow()
-    won = session.execute(
+    won = changed(session,
         update(Job)
         .where(Job.id == job.id, Job.status.in_(("queued", "running")))
         .values(
@@ -191,7 +192,7 @@ def _finish(
             finished_at=now,
             updated_at=now,
         )
-    ).rowcount
+    )
     if won:
         session.refresh(job)
         _refresh_progress(session, job)
@@ -204,11 +205,11 @@ def _finish(
 def cancel_job(session: Session, job: Job) -> bool:
     """Cancel a queued or running job: unsent steps are never sent, running ones are told."""
     now = utcnow()
-    won = session.execute(
+    won = changed(session,
         update(Job)
         .where(Job.id == job.id, Job.status.in_(("queued", "running")))
         .values(status="cancelled", cancel_requested=True, finished_at=now, updated_at=now)
-    ).rowcount
+    )
     if not won:
         return False
     session.execute(

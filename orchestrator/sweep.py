@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from orchestrator.engine import TERMINAL_STEP, advance, dispatch_ready, fail_job
+from shared.db import changed
 from shared.dispatch import enqueue_plan, enqueue_step
 from shared.models import Job, Step, utcnow
 from shared.settings import Settings
@@ -52,7 +53,7 @@ def _requeue_lapsed(session: Session, now: dt.datetime, report: SweepReport) -> 
     ).all()
     for step in lapsed:
         if step.attempts >= MAX_LEASE_LOSSES:
-            won = session.execute(
+            won = changed(session,
                 update(Step)
                 .where(Step.id == step.id, Step.status == "running",
                        Step.lease_token == step.lease_token)
@@ -65,15 +66,15 @@ def _requeue_lapsed(session: Session, now: dt.datetime, report: SweepReport) -> 
                         "message": f"the worker running this step died {step.attempts} times",
                     },
                 )
-            ).rowcount
+            )
             report.failed_steps += won
             continue
-        won = session.execute(
+        won = changed(session,
             update(Step)
             .where(Step.id == step.id, Step.status == "running",
                    Step.lease_token == step.lease_token)
             .values(status="queued", lease_token=None, lease_expires_at=None, dispatched_at=now)
-        ).rowcount
+        )
         if won:
             enqueue_step(session, step.id, step.backend, step.lane)
             report.requeued_steps += 1

@@ -23,8 +23,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         _configure_sqlite(engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    kwargs.setdefault("pool_size", 5)
-    kwargs.setdefault("max_overflow", 10)
+    if "poolclass" not in kwargs:
+        kwargs.setdefault("pool_size", 5)
+        kwargs.setdefault("max_overflow", 10)
     return create_engine(url, **kwargs)
 
 
@@ -82,3 +83,9 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def changed(session: Session, statement: Any) -> int:
+    """Execute an UPDATE/DELETE and return how many rows it changed (conditional transitions)."""
+    result = session.execute(statement)
+    return int(getattr(result, "rowcount", 0) or 0)

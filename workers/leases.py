@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from shared.db import changed
 from shared.dispatch import enqueue_step_done
 from shared.ids import new_id
 from shared.models import Job, Step, utcnow
@@ -33,7 +34,7 @@ def claim(session: Session, step_id: str, lease_s: float) -> ClaimedStep | None:
     """Take a queued step; None when it is already running, finished or cancelled."""
     token = new_id("lease")
     now = utcnow()
-    won = session.execute(
+    won = changed(session,
         update(Step)
         .where(Step.id == step_id, Step.status == "queued")
         .values(
@@ -43,7 +44,7 @@ def claim(session: Session, step_id: str, lease_s: float) -> ClaimedStep | None:
             lease_expires_at=now + dt.timedelta(seconds=lease_s),
             started_at=now,
         )
-    ).rowcount
+    )
     if not won:
         return None
     step = session.get(Step, step_id)
@@ -69,11 +70,11 @@ def claim(session: Session, step_id: str, lease_s: float) -> ClaimedStep | None:
 def renew(session: Session, step_id: str, token: str, lease_s: float) -> bool:
     """Extend the lease; False means the step was cancelled or taken over."""
     return bool(
-        session.execute(
+        changed(session,
             update(Step)
             .where(Step.id == step_id, Step.status == "running", Step.lease_token == token)
             .values(lease_expires_at=utcnow() + dt.timedelta(seconds=lease_s))
-        ).rowcount
+        )
     )
 
 
@@ -114,11 +115,11 @@ def fail(
 
 
 def _end(session: Session, step_id: str, token: str, **values: Any) -> bool:
-    won = session.execute(
+    won = changed(session,
         update(Step)
         .where(Step.id == step_id, Step.status == "running", Step.lease_token == token)
         .values(finished_at=utcnow(), lease_token=None, lease_expires_at=None, **values)
-    ).rowcount
+    )
     if won:
         enqueue_step_done(session, step_id)
     return bool(won)

@@ -154,7 +154,7 @@ def job_out(session: Session, job: Job, base_url: str, with_steps: bool = True) 
     return JobOut(
         id=job.id,
         type=job.type,
-        status=job.status,  # type: ignore[arg-type]
+        status=job.status,
         backend=job.backend,
         model=job.model,
         created_at=job.created_at,

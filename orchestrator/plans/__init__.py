@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from orchestrator.plans.analyze import AnalyzePlanner
-from orchestrator.plans.base import Outcome, PlanContext, Planner, PlanError, StepSpec
+from orchestrator.plans.base import Outcome, PlanContext, PlanError, Planner, StepSpec
 from orchestrator.plans.chat import ChatPlanner
 from orchestrator.plans.summarize import SummarizePlanner
 

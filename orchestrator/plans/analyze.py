@@ -6,7 +6,6 @@ import json
 from collections import Counter
 from typing import Any
 
-from shared import prompts
 from orchestrator.plans.base import (
     Outcome,
     PlanContext,
@@ -16,6 +15,7 @@ from orchestrator.plans.base import (
     llm_input,
 )
 from orchestrator.plans.grouping import group_parts, split_text
+from shared import prompts
 from shared.analysis import json_schema_for
 from shared.models import Step
 
@@ -102,17 +102,17 @@ def merge_locally(
     analysis: str, partials: list[dict[str, Any]], weights: list[int]
 ) -> dict[str, Any]:
     """Sentiment averaged, classification scores averaged, entities unioned, by chunk size."""
-    total = float(sum(weights))
+    total = float(sum(weights)) or 1.0
     if analysis == "sentiment":
         score = sum(float(p["score"]) * w for p, w in zip(partials, weights, strict=True)) / total
         label = "positive" if score > 0.2 else "negative" if score < -0.2 else "neutral"
         return {"sentiment": label, "score": round(score, 4)}
     if analysis == "classification":
-        scores: Counter[str] = Counter()
+        scores: dict[str, float] = {}
         for p, w in zip(partials, weights, strict=True):
             part_scores = p.get("scores") or {p["label"]: 1.0}
             for label, value in part_scores.items():
-                scores[label] += float(value) * w / total
+                scores[label] = scores.get(label, 0.0) + float(value) * w / total
         votes = Counter(p["label"] for p in partials)
         label = max(scores, key=lambda k: scores[k]) if scores else votes.most_common(1)[0][0]
         return {"label": label, "scores": {k: round(v, 4) for k, v in scores.items()}}

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from shared import prompts
 from orchestrator.plans.base import Outcome, PlanContext, StepSpec, first_failure, llm_input
 from orchestrator.plans.grouping import group_parts, split_text
+from shared import prompts
 from shared.models import Step
 
 

@@ -23,7 +23,7 @@ def _set_text(cell: Any, text: str) -> None:
         text = text[: EXCEL_CELL_LIMIT - 1] + "\u2026"
     cell.value = text
     # openpyxl turns "=..." into a formula and "#N/A" into an error; model output is only text.
-    pass
+    cell.data_type = "s"
 
 
 def _copy_style(src: Any, dst: Any) -> None:

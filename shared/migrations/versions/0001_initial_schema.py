@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import shared.models
+import shared.models.base
 
 
 revision: str = '0001'
@@ -24,7 +24,7 @@ def upgrade() -> None:
     op.create_table('tenants',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
-    sa.Column('created_at', shared.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', shared.models.base.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_tenants')),
     sa.UniqueConstraint('name', name=op.f('uq_tenants_name'))
     )
@@ -35,10 +35,10 @@ def upgrade() -> None:
     sa.Column('prefix', sa.String(length=20), nullable=False),
     sa.Column('key_hash', sa.String(length=64), nullable=False),
     sa.Column('scopes', sa.JSON(), nullable=False),
-    sa.Column('created_at', shared.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', shared.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('revoked_at', shared.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('last_used_at', shared.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', shared.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', shared.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('revoked_at', shared.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('last_used_at', shared.models.base.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_api_keys_tenant_id_tenants'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_api_keys')),
     sa.UniqueConstraint('key_hash', name=op.f('uq_api_keys_key_hash'))
@@ -55,7 +55,7 @@ def upgrade() -> None:
     sa.Column('content_type', sa.String(length=128), nullable=False),
     sa.Column('storage_key', sa.String(length=255), nullable=False),
     sa.Column('sha256', sa.String(length=64), nullable=False),
-    sa.Column('created_at', shared.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', shared.models.base.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_files_tenant_id_tenants'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_files'))
     )
@@ -85,11 +85,11 @@ def upgrade() -> None:
     sa.Column('cancel_requested', sa.Boolean(), nullable=False),
     sa.Column('input_file_id', sa.String(length=40), nullable=True),
     sa.Column('output_file_id', sa.String(length=40), nullable=True),
-    sa.Column('run_after', shared.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('created_at', shared.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', shared.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('started_at', shared.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('finished_at', shared.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('run_after', shared.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', shared.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', shared.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('started_at', shared.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('finished_at', shared.models.base.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_jobs_tenant_id_tenants'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_jobs'))
     )
@@ -105,7 +105,7 @@ def upgrade() -> None:
     sa.Column('error', sa.Text(), nullable=True),
     sa.Column('prompt_tokens', sa.Integer(), nullable=False),
     sa.Column('completion_tokens', sa.Integer(), nullable=False),
-    sa.Column('created_at', shared.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', shared.models.base.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['job_id'], ['jobs.id'], name=op.f('fk_row_results_job_id_jobs'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('job_id', 'row_index', name=op.f('pk_row_results'))
     )
@@ -125,13 +125,13 @@ def upgrade() -> None:
     sa.Column('error', sa.JSON(), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('lease_token', sa.String(length=40), nullable=True),
-    sa.Column('lease_expires_at', shared.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('lease_expires_at', shared.models.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('prompt_tokens', sa.Integer(), nullable=False),
     sa.Column('completion_tokens', sa.Integer(), nullable=False),
-    sa.Column('queued_at', shared.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('dispatched_at', shared.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('started_at', shared.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('finished_at', shared.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('queued_at', shared.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('dispatched_at', shared.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('started_at', shared.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('finished_at', shared.models.base.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['job_id'], ['jobs.id'], name=op.f('fk_steps_job_id_jobs'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_steps'))
     )
