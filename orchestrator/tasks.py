@@ -38,7 +38,8 @@ def _queue_is_empty(backend: str, lane: str) -> bool:
     global _redis
     if _redis is None:
         _redis = redis.Redis.from_url(get_settings().broker_url)
-    return int(_redis.llen(llm_queue(backend, lane))) == 0
+    key = get_settings().broker_key_prefix + llm_queue(backend, lane)
+    return int(_redis.llen(key)) == 0
 
 
 # Conflicts and outages of the database are retried with backoff; the sweep is the backstop.

@@ -33,6 +33,7 @@ def configure(app: Celery) -> None:
             "visibility_timeout": settings.visibility_timeout_s,
             "socket_keepalive": True,
             "health_check_interval": 10,
+            "global_keyprefix": settings.broker_key_prefix,
         },
         worker_hijack_root_logger=False,
         worker_send_task_events=True,

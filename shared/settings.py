@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         None, description="Broker and shared state; unset means 127.0.0.1:6379 or an embedded one"
     )
+    broker_key_prefix: str = Field(
+        "", description="Prefix of every broker key, so several systems can share one Redis"
+    )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     public_base_url: str | None = Field(

@@ -9,10 +9,10 @@ import pytest
 
 from tests.fakellm import FakeLLM
 from tests.fixtures.services import (
-    claim_redis_db,
+    broker_namespace,
     create_pg_database,
+    drop_namespace,
     drop_pg_database,
-    release_redis_db,
 )
 from tests.fixtures.stack import Stack
 
@@ -20,18 +20,18 @@ StackFactory = Callable[..., Stack]
 
 
 @pytest.fixture(scope="session")
-def redis_dbs() -> Iterator[Callable[[], str]]:
-    """Claims a fresh Redis database (its own broker namespace) per stack."""
-    claimed: list[int] = []
+def broker_namespaces() -> Iterator[Callable[[], dict[str, str]]]:
+    """The machine's Redis, with a key prefix of its own per stack (settings to pass)."""
+    made: list[str] = []
 
-    def claim() -> str:
-        db, _client = claim_redis_db()
-        claimed.append(db)
-        return f"redis://127.0.0.1:6379/{db}"
+    def make() -> dict[str, str]:
+        url, prefix = broker_namespace()
+        made.append(prefix)
+        return {"LLMJOBS_REDIS_URL": url, "LLMJOBS_BROKER_KEY_PREFIX": prefix}
 
-    yield claim
-    for db in claimed:
-        release_redis_db(db)
+    yield make
+    for prefix in made:
+        drop_namespace(prefix)
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +58,7 @@ def fake_backends(fake: FakeLLM) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def stacks(redis_dbs: Callable[[], str]) -> Iterator[dict[str, Stack]]:
+def stacks(broker_namespaces: Callable[[], dict[str, str]]) -> Iterator[dict[str, Stack]]:
     """Lazily started shared stacks, one per database kind."""
     started: dict[str, Stack] = {}
     yield started
@@ -74,8 +74,8 @@ def _shared_stack(kind: str, stacks: dict[str, Stack], request: pytest.FixtureRe
             db_url = f"sqlite:///{workdir / 'llm-jobs.db'}"
         else:
             db_url = request.getfixturevalue("pg_url")
-        redis_url = request.getfixturevalue("redis_dbs")()
-        stacks[kind] = Stack(workdir, db_url, redis_url, fake_backends(fake)).start(
+        broker = request.getfixturevalue("broker_namespaces")()
+        stacks[kind] = Stack(workdir, db_url, {**fake_backends(fake), **broker}).start(
             ["ollama", "openai_compatible"]
         )
     return stacks[kind]
@@ -108,13 +108,15 @@ def make_stack(
     ) -> Stack:
         workdir = tmp_path / f"stack{len(made)}"
         workdir.mkdir()
-        if redis_url is None:
-            redis_url = request.getfixturevalue("redis_dbs")()
+        broker = (
+            {"LLMJOBS_REDIS_URL": redis_url}
+            if redis_url
+            else request.getfixturevalue("broker_namespaces")()
+        )
         s = Stack(
             workdir,
             database_url or f"sqlite:///{workdir / 'llm-jobs.db'}",
-            redis_url,
-            {**fake_backends(fake_llm), **(env or {})},
+            {**fake_backends(fake_llm), **broker, **(env or {})},
         )
         made.append(s)
         return s.start(workers)
