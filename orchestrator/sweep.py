@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from orchestrator.engine import TERMINAL_STEP, advance, dispatch_ready, fail_job
 from shared.db import changed
-from shared.dispatch import enqueue_plan, enqueue_step
+from shared.dispatch import enqueue_plan, enqueue_step, enqueue_step_done
 from shared.models import Job, Step, utcnow
 from shared.settings import Settings
 
@@ -67,6 +67,8 @@ def _requeue_lapsed(session: Session, now: dt.datetime, report: SweepReport) -> 
                     },
                 )
             )
+            if won:
+                enqueue_step_done(session, step.id)
             report.failed_steps += won
             continue
         won = changed(session,
