@@ -5,11 +5,22 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import redis
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
+from api.connector import router as connector_router
 from api.errors import install_error_handlers
-from api.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from api.routes import health, jobs
+from api.idempotency import IdempotencyMiddleware
+from api.middleware import BodyLimitMiddleware, RateLimitHeadersMiddleware, RequestIdMiddleware
+from api.ratelimit import RateLimiter
+from api.routes import actions as actions_routes
+from api.routes import admin as admin_routes
+from api.routes import batch as batch_routes
+from api.routes import events as events_routes
+from api.routes import files, health, jobs, openai_batches, openai_chat, webhooks
+from api.routes import metrics as metrics_routes
+from api.routes import models as models_routes
 from shared.celery_app import get_celery
 from shared.db import make_engine, make_sessionmaker
 from shared.settings import Settings, get_settings
@@ -25,7 +36,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessions = make_sessionmaker(engine)
         app.state.celery = get_celery()
+        # Rate limits are shared by every API process through the broker's Redis.
+        app.state.redis = redis.Redis.from_url(settings.broker_url, socket_timeout=2)
+        app.state.limiter = RateLimiter(app.state.redis, settings.broker_key_prefix)
         yield
+        app.state.redis.close()
         engine.dispose()
 
     app = FastAPI(
@@ -37,12 +52,38 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    # Inside the body limit, so an idempotent request's body is bounded before it is read.
+    app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(
         BodyLimitMiddleware,
         json_limit=settings.max_body_bytes,
         upload_limit=settings.max_upload_bytes,
     )
+    app.add_middleware(RateLimitHeadersMiddleware)
+    if settings.cors_origin_list:
+        # Off unless origins are listed (browser clients such as an Excel add-in).
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key",
+                           "X-Request-ID"],
+            expose_headers=["Location", "Retry-After", "X-Request-ID", "RateLimit-Limit",
+                            "RateLimit-Remaining", "RateLimit-Reset", "Idempotent-Replayed"],
+            max_age=600,
+        )
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
+    app.include_router(actions_routes.router)
+    app.include_router(connector_router)
+    app.include_router(admin_routes.router)
+    app.include_router(metrics_routes.router)
+    app.include_router(batch_routes.router)
     app.include_router(jobs.router)
+    app.include_router(models_routes.router)
+    app.include_router(events_routes.router)
+    app.include_router(files.router)
+    app.include_router(webhooks.router)
+    app.include_router(openai_chat.router)
+    app.include_router(openai_batches.router)
     return app

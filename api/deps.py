@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
+import redis
 import structlog
 from fastapi import Depends, Request
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from api.context import current_request_id
 from api.errors import ApiError
+from api.guards import bind_settings
+from api.ratelimit import Decision, RateLimiter
+from shared.audit import set_actor
 from shared.keys import authenticate
-from shared.models import ApiKey, utcnow
+from shared.logging import get_logger
+from shared.models import ApiKey, Tenant, utcnow
 from shared.settings import Settings
+from shared.tenancy import bind_tenant
+
+log = get_logger(__name__)
+# Where the RateLimit-* headers of a request wait for the middleware that adds them.
+RATELIMIT_SCOPE_KEY = "llmjobs.ratelimit"
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -51,27 +62,98 @@ class Caller:
     scopes: tuple[str, ...]
 
 
-def _presented_key(request: Request) -> str | None:
-    auth = request.headers.get("authorization", "")
+@dataclass(frozen=True)
+class Identity:
+    """An authenticated key with the limits that apply to it."""
+
+    key: ApiKey
+    key_limit: int
+    tenant_limit: int
+
+
+def presented_key(headers: Any) -> str | None:
+    """The key sent as `Authorization: Bearer …` or `X-API-Key`."""
+    auth = headers.get("authorization", "")
     if auth[:7].lower() == "bearer ":
-        return auth[7:].strip()
-    return request.headers.get("x-api-key")
+        return str(auth[7:].strip())
+    value = headers.get("x-api-key")
+    return str(value) if value else None
 
 
-def get_caller(request: Request, session: SessionDep) -> Caller:
-    """Authenticate the API key; 401 when missing or wrong."""
-    raw = _presented_key(request)
+def identify(session: Session, settings: Settings, raw: str) -> Identity | None:
+    """The live key for a secret and its per-minute limits (key's own, else the settings')."""
+    key = authenticate(session, raw)
+    if key is None:
+        return None
+    tenant_limit = session.scalar(
+        select(Tenant.rate_limit_per_min).where(Tenant.id == key.tenant_id)
+    )
+    return Identity(
+        key,
+        key.rate_limit_per_min
+        if key.rate_limit_per_min is not None
+        else settings.rate_limit_per_key_per_min,
+        tenant_limit if tenant_limit is not None else settings.rate_limit_per_tenant_per_min,
+    )
+
+
+def charge(
+    request_state: Any, scope: MutableMapping[str, Any], identity: Identity
+) -> Decision | None:
+    """Charge one request to the key's and tenant's limits; remember the headers to send."""
+    limiter: RateLimiter | None = getattr(request_state, "limiter", None)
+    if limiter is None:
+        return None
+    try:
+        decision = limiter.hit(
+            [
+                (f"key:{identity.key.id}", identity.key_limit),
+                (f"tenant:{identity.key.tenant_id}", identity.tenant_limit),
+            ]
+        )
+    except redis.RedisError as exc:
+        # Limits protect the service; a Redis blip must not take the whole API down with it.
+        log.warning("rate limiter unavailable; request let through", error=str(exc)[:200])
+        return None
+    if decision is not None:
+        holder = scope.get(RATELIMIT_SCOPE_KEY)
+        if isinstance(holder, dict):
+            holder.update(decision.headers())
+    return decision
+
+
+def rate_limited(decision: Decision) -> ApiError:
+    """The 429 for a refused request."""
+    return ApiError(
+        429,
+        f"rate limit of {decision.limit} requests per minute exceeded; "
+        f"retry after {decision.retry_after_s} s",
+        headers=decision.headers(),
+    )
+
+
+def get_caller(request: Request, session: SessionDep, settings: SettingsDep) -> Caller:
+    """Authenticate the key, bind the session to its tenant, apply rate limits (401/429)."""
+    raw = presented_key(request.headers)
     if not raw:
         raise ApiError(
             401,
             "missing API key: send Authorization: Bearer <key> or X-API-Key",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    key = authenticate(session, raw)
-    if key is None:
+    identity = identify(session, settings, raw)
+    if identity is None:
         raise ApiError(401, "invalid, revoked or expired API key",
                        headers={"WWW-Authenticate": "Bearer"})
+    key = identity.key
+    decision = charge(request.app.state, request.scope, identity)
+    if decision is not None and not decision.allowed:
+        raise rate_limited(decision)
     _touch(session, key)
+    # From here on every query of this request sees only the caller's tenant.
+    bind_tenant(session, key.tenant_id)
+    set_actor(session, key.tenant_id, key.id, current_request_id())
+    bind_settings(session, settings)
     structlog.contextvars.bind_contextvars(tenant=key.tenant_id)
     return Caller(key.id, key.tenant_id, tuple(key.scopes))
 
@@ -95,3 +177,6 @@ def require_scope(scope: str):  # type: ignore[no-untyped-def]
         return caller
 
     return Depends(check)
+
+
+AdminDep = Annotated[Caller, require_scope("admin")]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import secrets
+import time
 from typing import Any
 
 import structlog
@@ -12,8 +14,12 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.context import set_request_id
+from api.deps import RATELIMIT_SCOPE_KEY
 from api.errors import error_body
 
+_log = structlog.get_logger("api.access")
+# Probes and scrapes every few seconds would drown the interesting lines.
+_QUIET_PATHS = ("/healthz", "/readyz", "/metrics")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 UPLOAD_PATHS = ("/v1/files", "/v1/jobs/batch-summarize")
 
@@ -34,14 +40,26 @@ class RequestIdMiddleware:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
 
+        status = 500
+        started = time.perf_counter()
+
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            # One access line per request (path only: a query string may carry anything).
+            path: str = scope["path"]
+            level = logging.DEBUG if path in _QUIET_PATHS else logging.INFO
+            _log.log(level, "request", method=scope["method"], path=path, status=status,
+                     ms=round((time.perf_counter() - started) * 1000, 1))
 
 
 class _TooLarge(HTTPException):
@@ -111,3 +129,30 @@ async def _reject(send: Send, limit: int) -> None:
         }
     )
     await send({"type": "http.response.body", "body": payload})
+
+
+class RateLimitHeadersMiddleware:
+    """Adds the RateLimit-* headers the auth dependency computed to the answer, errors too."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        holder: dict[str, str] = {}
+        scope[RATELIMIT_SCOPE_KEY] = holder
+
+        async def send_with_limits(message: Message) -> None:
+            if message["type"] == "http.response.start" and holder:
+                headers = [
+                    (k, v) for k, v in message.get("headers", [])
+                    if not k.lower().startswith(b"ratelimit-")
+                ]
+                headers.extend((k.encode(), v.encode()) for k, v in holder.items()
+                               if k != "Retry-After")
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_limits)

@@ -11,17 +11,22 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from orchestrator.plans import Outcome, PlanContext, PlanError, StepSpec, planner_for
+from shared import metrics
 from shared.backends import configured_backends
+from shared.batching import batch_window
 from shared.db import changed
 from shared.dispatch import enqueue_step
 from shared.ids import new_id
 from shared.models import Job, Step, utcnow
-from shared.settings import Settings
+from shared.quotas import running_cap_reached
+from shared.settings import Settings, get_settings
 
 TERMINAL_STEP = ("succeeded", "failed", "cancelled")
 TERMINAL_JOB = ("succeeded", "failed", "cancelled")
-# Batch lanes send a few steps per job at a time so cancel is quick and jobs share a backend.
-BATCH_WINDOW = 4
+# Jobs whose progress counts rows (RowResult), not steps.
+ROW_JOB_TYPES = ("batch", "openai_batch")
+# Batch lanes send a window of steps per job (shared.batching.batch_window) so cancel is quick
+# and jobs share a backend.
 
 
 def _context(job: Job, settings: Settings) -> PlanContext:
@@ -36,10 +41,15 @@ def plan_job(session: Session, settings: Settings, job_id: str) -> None:
         return
     if job.run_after is not None and job.run_after > utcnow():
         return
+    # Issue 8: a tenant at its running-jobs cap keeps this job queued; it is planned again
+    # when one of the tenant's jobs ends (shared.quotas.release_held) or by the sweep.
+    if running_cap_reached(session, settings, job.tenant_id):
+        return
     try:
         specs = planner_for(job.type).first(_context(job, settings))
     except PlanError as exc:
-        _finish(session, job, "failed", error={"type": exc.code, "message": exc.message})
+        _finish(session, job, "failed",
+                error={"type": exc.code, "message": exc.message, **exc.details})
         return
     now = utcnow()
     won = changed(session,
@@ -71,7 +81,7 @@ def _add_steps(session: Session, job: Job, stage: int, specs: list[StepSpec]) ->
                 input=spec.input,
             )
         )
-    if job.type != "batch":
+    if job.type not in ROW_JOB_TYPES:
         job.progress_total = (job.progress_total or 0) + len(specs)
     session.flush()
 
@@ -93,7 +103,9 @@ def dispatch_ready(session: Session, job: Job) -> int:
             .select_from(Step)
             .where(Step.job_id == job.id, Step.status.in_(("queued", "running")))
         ) or 0
-        pending = pending[: max(0, BATCH_WINDOW - in_flight)]
+        settings = get_settings()
+        window = batch_window(settings, configured_backends(settings).get(job.backend))
+        pending = pending[: max(0, window - in_flight)]
     now = utcnow()
     sent = 0
     for step in pending:
@@ -125,6 +137,9 @@ def step_done(session: Session, settings: Settings, step_id: str) -> None:
     )
     if any(s.status not in TERMINAL_STEP for s in stage_steps):
         dispatch_ready(session, job)
+        from orchestrator.events import job_progress
+
+        job_progress(session, job)
         return
     advance(session, settings, job, stage, stage_steps)
 
@@ -136,7 +151,7 @@ def advance(
     try:
         outcome = planner_for(job.type).advance(_context(job, settings), stage, stage_steps)
     except PlanError as exc:
-        outcome = Outcome(error={"type": exc.code, "message": exc.message})
+        outcome = Outcome(error={"type": exc.code, "message": exc.message, **exc.details})
     won = changed(session,
         update(Job)
         .where(Job.id == job.id, Job.stage == stage, Job.status == "running")
@@ -149,14 +164,15 @@ def advance(
         _add_steps(session, job, stage + 1, outcome.steps)
         dispatch_ready(session, job)
     elif outcome.error is not None:
-        _finish(session, job, "failed", error=outcome.error)
+        _finish(session, job, "failed", error=outcome.error, result=outcome.result,
+                output_file_id=outcome.output_file_id)
     else:
-        _finish(session, job, "succeeded", result=outcome.result or {},
+        _finish(session, job, outcome.status, result=outcome.result or {},
                 output_file_id=outcome.output_file_id)
 
 
 def _refresh_progress(session: Session, job: Job) -> None:
-    if job.type == "batch":
+    if job.type in ROW_JOB_TYPES:
         return
     done, failed, prompt, completion = session.execute(
         select(
@@ -199,6 +215,7 @@ def _finish(
         from orchestrator.events import job_finished
 
         job_finished(session, job)
+        metrics.record_job_end(session, job)
     return bool(won)
 
 
@@ -221,6 +238,7 @@ def cancel_job(session: Session, job: Job) -> bool:
     from orchestrator.events import job_finished
 
     job_finished(session, job)
+    metrics.record_job_end(session, job)
     return True
 
 

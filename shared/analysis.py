@@ -79,12 +79,40 @@ def extract_json(content: str) -> Any:
         raise InvalidAnswer(f"not valid JSON: {exc.msg} at position {exc.pos}") from exc
 
 
-def validate_answer(analysis: str, content: str, labels: list[str] | None = None) -> dict[str, Any]:
+def check_result_schema(schema: dict[str, Any]) -> None:
+    """Refuse a custom analysis' JSON schema that is not itself a valid schema (ValueError)."""
+    import jsonschema
+
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        where = "/".join(str(p) for p in exc.path) or "(root)"
+        raise ValueError(f"schema is not a valid JSON schema at {where}: {exc.message}") from exc
+
+
+def _check_custom(result: Any, schema: dict[str, Any]) -> None:
+    import jsonschema
+
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(result))
+    if error is not None:
+        where = ".".join(["result", *(str(p) for p in error.absolute_path)])
+        raise InvalidAnswer(f"{where}: {error.message} (the requested schema is not satisfied)")
+
+
+def validate_answer(
+    analysis: str,
+    content: str,
+    labels: list[str] | None = None,
+    result_schema: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The answer as a validated result dict, or InvalidAnswer naming the problem."""
     data = extract_json(content)
     schema = SCHEMAS[analysis]
     if analysis == "custom" and not (isinstance(data, dict) and set(data) == {"result"}):
         data = {"result": data}
+    if analysis == "custom" and result_schema is not None:
+        _check_custom(data["result"], result_schema)
     try:
         result = schema.model_validate(data).model_dump(mode="json")
     except ValidationError as exc:
@@ -100,6 +128,13 @@ def validate_answer(analysis: str, content: str, labels: list[str] | None = None
     return result
 
 
-def json_schema_for(analysis: str) -> dict[str, Any]:
+def json_schema_for(analysis: str, result_schema: dict[str, Any] | None = None) -> dict[str, Any]:
     """JSON schema the model is asked (and, where the backend can, constrained) to follow."""
+    if analysis == "custom" and result_schema is not None:
+        return {
+            "title": "CustomResult",
+            "type": "object",
+            "properties": {"result": result_schema},
+            "required": ["result"],
+        }
     return SCHEMAS[analysis].model_json_schema()

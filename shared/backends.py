@@ -20,6 +20,10 @@ class BackendConfig:
     max_concurrency: int = 8
     context_tokens: int = 8192
     extra: dict[str, Any] = field(default_factory=dict)
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    timeout_s: float | None = None
+    fallback: tuple[str, ...] = ()
 
 
 @dataclass
@@ -45,6 +49,8 @@ class ChatResult:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     model: str | None = None
+    # The backend said its budget is spent (x-ratelimit-remaining 0): pause callers this long.
+    pause_s: float | None = None
 
 
 class BackendError(Exception):
@@ -128,15 +134,27 @@ def configured_backends(settings: Settings) -> dict[str, BackendConfig]:
             BackendConfig(
                 "local",
                 "local",
-                default_model="smollm2-135m-instruct",
+                default_model=(
+                    settings.local_model_path.stem
+                    if settings.local_model_path
+                    else "smollm2-135m-instruct"
+                ),
                 max_concurrency=1,
                 context_tokens=settings.local_context_tokens,
             )
         )
+    merged = {b.name: b for b in found}
+    if settings.backends_file is not None:
+        from shared.backends_file import load_backends_file
+
+        # Instances from the file come after (or replace) the ones the env settings name.
+        for config in load_backends_file(settings.backends_file, settings):
+            merged.pop(config.name, None)
+            merged[config.name] = config
     wanted = _wanted(settings)
     if wanted is not None:
-        found = [b for b in found if b.name in wanted]
-    return {b.name: b for b in found}
+        merged = {name: b for name, b in merged.items() if name in wanted}
+    return merged
 
 
 def _wanted(settings: Settings) -> set[str] | None:

@@ -10,7 +10,10 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.logging import get_logger
+
 AFTER_COMMIT = "llmjobs_after_commit"
+_log = get_logger(__name__)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -63,7 +66,14 @@ def after_commit(session: Session, callback: Callable[[], None]) -> None:
 def _run_after_commit(session: Session) -> None:
     callbacks = session.info.pop(AFTER_COMMIT, [])
     for callback in callbacks:
-        callback()
+        try:
+            callback()
+        except Exception as exc:
+            # The rows are committed: raising now would report a failure for work that was
+            # stored (an API 500 for a created job). A message that could not be sent (broker
+            # down) is re-sent by the sweep, which finds the queued rows.
+            _log.warning("after-commit callback failed; the sweep will resend",
+                         error=f"{type(exc).__name__}: {exc}"[:300])
 
 
 @event.listens_for(Session, "after_soft_rollback")

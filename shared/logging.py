@@ -45,6 +45,8 @@ def configure_logging(level: str = "INFO", json_logs: bool = True, process: str 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Python warnings (Celery's root-user warning, deprecations) become JSON records too.
+    logging.captureWarnings(True)
     # httpx logs every request URL at INFO; keep those at WARNING.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)

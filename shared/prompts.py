@@ -55,15 +55,28 @@ _ANALYSIS_ASK = {
 }
 
 
+def _schema_ask(result_schema: dict[str, object] | None) -> str:
+    if result_schema is None:
+        return ""
+    return (
+        " The value of \"result\" must satisfy this JSON schema: "
+        + json.dumps(result_schema, ensure_ascii=False, separators=(",", ":"))
+    )
+
+
 def analyze(
-    text: str, analysis: str, labels: list[str] | None, instructions: str | None
+    text: str,
+    analysis: str,
+    labels: list[str] | None,
+    instructions: str | None,
+    result_schema: dict[str, object] | None = None,
 ) -> list[dict[str, str]]:
     """Messages asking for one analysis of a text, answered as JSON."""
     ask = _ANALYSIS_ASK[analysis]
     if analysis == "classification":
         ask = ask.format(labels=", ".join(labels or []))
     elif analysis == "custom":
-        ask = ask.format(instructions=instructions or "")
+        ask = ask.format(instructions=instructions or "") + _schema_ask(result_schema)
     return [
         {"role": "system", "content": SYSTEM + " Reply with one JSON object and nothing else."},
         {"role": "user", "content": f"{ask}\n\nText:\n{text}"},
@@ -71,7 +84,10 @@ def analyze(
 
 
 def combine_analyses(
-    partials: list[dict[str, object]], analysis: str, instructions: str | None
+    partials: list[dict[str, object]],
+    analysis: str,
+    instructions: str | None,
+    result_schema: dict[str, object] | None = None,
 ) -> list[dict[str, str]]:
     """Messages merging per-section analysis results into one result of the same shape."""
     ask = (
@@ -81,6 +97,7 @@ def combine_analyses(
     )
     if instructions:
         ask += f" The analysis asked: {instructions}"
+    ask += _schema_ask(result_schema)
     body = "\n".join(json.dumps(p, ensure_ascii=False) for p in partials)
     return [
         {"role": "system", "content": SYSTEM + " Reply with one JSON object and nothing else."},
@@ -97,3 +114,14 @@ def repair(error: str) -> dict[str, str]:
             "object, no other text."
         ),
     }
+
+
+def batch_row(text: str, mode: str, labels: list[str] | None) -> list[dict[str, str]]:
+    """Messages for one spreadsheet row: its filled-in instructions, or a classification."""
+    if mode == "classify":
+        ask = _ANALYSIS_ASK["classification"].format(labels=", ".join(labels or []))
+        return [
+            {"role": "system", "content": SYSTEM + " Reply with one JSON object and nothing else."},
+            {"role": "user", "content": f"{ask}\n\n{text}"},
+        ]
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}]

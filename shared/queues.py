@@ -9,6 +9,7 @@ TASK_PLAN = "orchestrator.plan"
 TASK_STEP_DONE = "orchestrator.step_done"
 TASK_SWEEP = "orchestrator.sweep"
 TASK_RUN_STEP = "llm.run_step"
+TASK_DELIVER_WEBHOOK = "webhooks.deliver"
 
 
 def llm_queue(backend: str, lane: str = "interactive") -> str:

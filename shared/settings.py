@@ -64,6 +64,27 @@ class Settings(BaseSettings):
     local_threads: int | None = None
     local_max_tokens: int = 256
 
+    backends_file: Path | None = Field(
+        None, description="YAML or TOML file listing named backend instances (several per kind)"
+    )
+    backend_api_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description='JSON map of backend instance name to API key, e.g. {"ollama2": "sk-..."}',
+    )
+    breaker_failures: int = Field(
+        5, description="Consecutive failed calls that open a backend's circuit breaker"
+    )
+    breaker_cooldown_s: float = Field(
+        30.0, description="How long an open breaker stays open before a half-open probe"
+    )
+    breaker_max_wait_s: float = Field(
+        60.0, description="Longest a step waits for an open breaker (without a fallback)"
+    )
+    limit_lease_s: float = Field(
+        10.0, description="Concurrency-slot lease (renewed while held); a killed worker's slot "
+        "frees after this"
+    )
+    stream_chat: bool = Field(True, description="Stream chat steps from backends that can")
     backend_timeout_s: float = Field(120.0, description="One HTTP call to a backend")
     step_deadline_s: float = Field(600.0, description="A step's whole life, retries included")
     retry_max_attempts: int = 6
@@ -87,9 +108,76 @@ class Settings(BaseSettings):
     max_messages: int = 256
     max_text_chars: int = 2_000_000
     poll_retry_after_s: int = 2
+    openai_chat_timeout_s: float = Field(
+        120.0, description="How long POST /v1/chat/completions waits before answering 504"
+    )
+    openai_batch_max_lines: int = Field(50_000, description="Lines a Batch API input may have")
 
+    batch_max_rows: int = Field(100_000, description="Non-empty rows a batch file may have")
+    batch_chunk_rows: int = Field(50, description="Rows per chunk step of a batch job")
+    batch_window: int | None = Field(
+        None, description="Chunk steps of one batch job sent at once; default from concurrency"
+    )
+    batch_share: float = Field(
+        0.5, gt=0, le=1, description="Share of a backend's concurrency batch rows may use"
+    )
+    batch_row_concurrency: int | None = Field(
+        None, description="Rows in flight per batch worker process; default: share x backend's"
+    )
+    batch_flush_s: float = Field(0.5, description="Store finished rows at least this often")
+    batch_progress_s: float = Field(2.0, description="Update a batch job's progress this often")
+
+    webhook_allow_hosts: str = Field(
+        "", description="Comma-separated hosts or CIDRs webhooks may reach although private"
+    )
+    webhook_timeout_s: float = Field(15.0, description="One webhook delivery attempt")
+    webhook_concurrency: int = Field(8, description="Deliveries at once per webhooks worker")
+    webhook_progress_interval_s: float = Field(
+        10.0, description="At most one job.progress event per job in this many seconds"
+    )
+    webhook_disable_after_days: float = Field(
+        5.0, description="A subscription failing without a success this long is disabled"
+    )
+    webhook_resend_after_s: float = Field(
+        60.0, description="Re-send a due delivery whose message seems lost after this long"
+    )
+
+    # Tenancy, limits and idempotency (issue 8). 0 disables a limit.
+    rate_limit_per_key_per_min: int = Field(
+        1200, description="Requests per minute per API key (a key's own setting overrides)"
+    )
+    rate_limit_per_tenant_per_min: int = Field(
+        6000, description="Requests per minute per tenant, all its keys together"
+    )
+    tenant_tokens_per_day: int = Field(
+        0, description="Default tokens (prompt+completion) per tenant per UTC day; 0: unlimited"
+    )
+    tenant_max_running_jobs: int = Field(
+        0, description="Default jobs running at once per tenant (more wait queued); 0: unlimited"
+    )
+    idempotency_ttl_s: float = Field(86400.0, description="How long an Idempotency-Key counts")
+    idempotency_wait_s: float = Field(
+        10.0, description="How long a duplicate waits for the first request's answer"
+    )
+    cors_origins: str = Field(
+        "", description="Comma-separated origins allowed by CORS; empty: CORS off"
+    )
     flower_port: int = 5555
     flower_basic_auth: str | None = Field(None, description="user:password for Flower")
+
+    # Operations (issue 9).
+    metrics_dir: Path | None = Field(
+        None,
+        description="Directory the processes of one host share for Prometheus multiprocess "
+        "metrics; default: <data_dir>/metrics",
+    )
+    retention_days: float = Field(
+        30.0, description="Finished jobs, their files and webhook deliveries older are purged; "
+        "0 keeps everything"
+    )
+    retention_interval_s: float = Field(
+        600.0, description="The sweep runs the retention purge at most this often"
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -108,6 +196,16 @@ class Settings(BaseSettings):
                 if value is not None and value.strip().lower() in PLACEHOLDER_SECRETS:
                     raise ValueError(f"LLMJOBS_{name.upper()} is a placeholder; set a real secret")
         return self
+
+    @property
+    def webhook_allow_list(self) -> list[str]:
+        """LLMJOBS_WEBHOOK_ALLOW_HOSTS split into entries."""
+        return [h.strip() for h in self.webhook_allow_hosts.split(",") if h.strip()]
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        """LLMJOBS_CORS_ORIGINS split into origins."""
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def broker_url(self) -> str:

@@ -105,6 +105,7 @@ def make_stack(
         env: dict[str, str] | None = None,
         database_url: str | None = None,
         redis_url: str | None = None,
+        lanes: bool = False,
     ) -> Stack:
         workdir = tmp_path / f"stack{len(made)}"
         workdir.mkdir()
@@ -119,7 +120,7 @@ def make_stack(
             {**fake_backends(fake_llm), **broker, **(env or {})},
         )
         made.append(s)
-        return s.start(workers)
+        return s.start(workers, lanes=lanes)
 
     yield factory
     for s in made:

@@ -11,7 +11,8 @@ from shared import prompts
 from shared.analysis import InvalidAnswer, validate_answer
 from shared.backends import ChatRequest, ChatResult, PermanentBackendError
 from shared.settings import Settings
-from workers.backends.base import Adapter
+from workers.backends.base import Adapter, DeltaSink
+from workers.guard import BackendGuard
 from workers.retry import call_with_retries
 
 
@@ -35,7 +36,8 @@ def chat_request(step_input: dict[str, Any], model: str | None) -> ChatRequest:
         max_tokens=options.get("max_tokens"),
         top_p=options.get("top_p"),
         stop=[stop] if isinstance(stop, str) else stop,
-        json_mode=bool(step_input.get("analysis")),
+        json_mode=bool(step_input.get("analysis"))
+        or options.get("response_format") == "json_object",
         json_schema=step_input.get("json_schema"),
     )
 
@@ -46,14 +48,21 @@ async def run_llm_step(
     model: str | None,
     settings: Settings,
     on_retry: Callable[[BaseException], None] | None = None,
+    guard: BackendGuard | None = None,
+    on_delta: DeltaSink | None = None,
 ) -> StepOutput:
     """One LLM call with retries; typed analyses get one repair attempt on invalid JSON."""
     deadline = time.monotonic() + settings.step_deadline_s
     request = chat_request(step_input, model)
 
-    async def call(req: ChatRequest) -> ChatResult:
+    async def once(req: ChatRequest, sink: DeltaSink | None) -> ChatResult:
+        if guard is None:
+            return await adapter.chat(req, sink)
+        return await guard.call(req, lambda: adapter.chat(req, sink))
+
+    async def call(req: ChatRequest, sink: DeltaSink | None = None) -> ChatResult:
         return await call_with_retries(
-            lambda: adapter.chat(req),
+            lambda: once(req, sink),
             max_attempts=settings.retry_max_attempts,
             initial_wait=settings.retry_initial_wait_s,
             max_wait=settings.retry_max_wait_s,
@@ -61,7 +70,7 @@ async def run_llm_step(
             on_retry=on_retry,
         )
 
-    answer = await call(request)
+    answer = await call(request, on_delta)
     output = StepOutput(
         {"content": answer.content, "finish_reason": answer.finish_reason},
         answer.prompt_tokens,
@@ -71,8 +80,10 @@ async def run_llm_step(
     if not analysis:
         return output
     labels = step_input.get("labels")
+    # A custom analysis may carry the caller's JSON schema; the answer must satisfy it.
+    result_schema = step_input.get("result_schema")
     try:
-        output.result["parsed"] = validate_answer(analysis, answer.content, labels)
+        output.result["parsed"] = validate_answer(analysis, answer.content, labels, result_schema)
         return output
     except InvalidAnswer as first_error:
         request.messages = [
@@ -84,7 +95,7 @@ async def run_llm_step(
         output.prompt_tokens += retry_answer.prompt_tokens
         output.completion_tokens += retry_answer.completion_tokens
         try:
-            parsed = validate_answer(analysis, retry_answer.content, labels)
+            parsed = validate_answer(analysis, retry_answer.content, labels, result_schema)
         except InvalidAnswer as second_error:
             raise InvalidModelAnswer(
                 f"the model's answer was not a valid {analysis} result twice "

@@ -7,9 +7,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
 
 from shared.backends import TransientBackendError
+from workers.breaker import BreakerOpen
 
 T = TypeVar("T")
 
@@ -73,7 +74,10 @@ async def call_with_retries(
             ) from exc
 
     retrying = AsyncRetrying(
-        retry=retry_if_exception_type(TransientBackendError),
+        # An open breaker already waited its bounded time (or the step fails over instead).
+        retry=retry_if_exception(
+            lambda e: isinstance(e, TransientBackendError) and not isinstance(e, BreakerOpen)
+        ),
         stop=_make_stop(max_attempts, deadline),
         wait=_make_wait(initial_wait, max_wait, deadline),
         before_sleep=before_sleep,

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from api.schemas.common import CheckResult, Health, Readiness
+from api.services.backend_status import backend_status
 from shared.backends import BackendConfig, configured_backends
 
 router = APIRouter(tags=["operations"])
@@ -70,10 +71,15 @@ def readyz(request: Request) -> JSONResponse:
     for name, fn in (("database", db), ("broker", broker)):
         ok, detail, ms = _timed(fn)
         checks[name] = CheckResult(ok=ok, detail=detail, latency_ms=round(ms, 1))
-    for name, config in configured_backends(state.settings).items():
+    configured = configured_backends(state.settings)
+    status = backend_status(state.settings, list(configured))
+    for name, config in configured.items():
         ok, detail, ms = _timed(lambda c=config: _backend_probe(c))
         checks[f"backend:{name}"] = CheckResult(
-            ok=ok, required=False, detail=detail, latency_ms=round(ms, 1)
+            ok=ok, required=False, detail=detail, latency_ms=round(ms, 1),
+            breaker=status[name].breaker,
+            breaker_failures=status[name].breaker_failures,
+            queue_depth=status[name].queue_depth,
         )
     ready = all(c.ok for c in checks.values() if c.required)
     body = Readiness(status="ready" if ready else "not_ready", checks=checks)

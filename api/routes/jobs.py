@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request, Response
 
@@ -10,6 +10,7 @@ from api.deps import Caller, SessionDep, SettingsDep, require_scope
 from api.errors import ApiError
 from api.schemas.common import error_responses
 from api.schemas.jobs import JobCreate, JobList, JobOut, JobStatus
+from api.services import files as files_service
 from api.services import jobs as service
 from api.urls import base_url
 
@@ -42,13 +43,12 @@ def create_job(
     session: SessionDep,
     settings: SettingsDep,
 ) -> JobOut:
+    extra: dict[str, Any] = {}
     if body.type == "analyze" and body.input.document.file_id:
-        raise ApiError(
-            422,
-            f"no file {body.input.document.file_id!r} for this tenant",
-            param="input.document.file_id",
+        extra = files_service.document_source(
+            session, caller.tenant_id, body.input.document.file_id
         )
-    job = service.create_job(session, settings, caller.tenant_id, body)
+    job = service.create_job(session, settings, caller.tenant_id, body, **extra)
     _polling_headers(response, request, job.id, settings.poll_retry_after_s)
     return service.job_out(session, job, base_url(request))
 
@@ -98,7 +98,7 @@ def list_jobs(
     caller: ReadCaller,
     session: SessionDep,
     status: JobStatus | None = None,
-    type: Literal["chat", "summarize", "analyze", "batch"] | None = None,
+    type: Literal["chat", "summarize", "analyze", "batch", "openai_batch"] | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     after: Annotated[str | None, Query(max_length=40, description="next_after of a page")] = None,
 ) -> JobList:

@@ -56,6 +56,11 @@ class CheckResult(BaseModel):
     required: bool = True
     detail: str | None = None
     latency_ms: float | None = None
+    breaker: Literal["closed", "open", "half_open"] | None = Field(
+        None, description="Backends: circuit breaker state, shared by every worker"
+    )
+    breaker_failures: int | None = Field(None, description="Backends: consecutive failures")
+    queue_depth: int | None = Field(None, description="Backends: steps waiting in its queues")
 
 
 class Readiness(BaseModel):

@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
+from typing_extensions import TypedDict
+
+from shared.analysis import check_result_schema
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -50,6 +61,11 @@ class AnalyzeInput(BaseModel):
         None, max_length=50
     )
     instructions: str | None = Field(None, max_length=4000)
+    result_schema: dict[str, Any] | None = Field(
+        None,
+        alias="schema",
+        description="custom only: a JSON schema the answer (the `result` value) must satisfy",
+    )
 
     @model_validator(mode="after")
     def _needs(self) -> AnalyzeInput:
@@ -57,6 +73,10 @@ class AnalyzeInput(BaseModel):
             raise ValueError("classification needs labels: a list of at least one label")
         if self.analysis == "custom" and not self.instructions:
             raise ValueError("custom analysis needs instructions")
+        if self.result_schema is not None:
+            if self.analysis != "custom":
+                raise ValueError("schema is only for the custom analysis")
+            check_result_schema(self.result_schema)
         return self
 
 
@@ -66,11 +86,19 @@ class JobOptions(BaseModel):
     max_tokens: int | None = Field(None, ge=1, le=32768)
     top_p: float | None = Field(None, gt=0, le=1)
     stop: list[str] | None = Field(None, max_length=4)
+    response_format: Literal["text", "json_object"] | None = Field(
+        None, description="json_object asks the backend for a JSON answer"
+    )
+    n: int | None = Field(None, ge=1, le=8, description="Chat: answers to generate (one step each)")
 
 
 class _JobCreateBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    backend: str | None = Field(None, description="Backend name; default: the configured one")
+    backend: str | list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        None,
+        description="Backend name, or a list tried in order when one is down (fallback); "
+        "default: the configured one",
+    )
     model: str | None = Field(None, max_length=200, description="Default: the backend's")
     options: JobOptions = Field(default_factory=JobOptions)
     callback_url: HttpUrl | None = None
@@ -99,10 +127,39 @@ JobCreate = Annotated[
 ]
 
 
+class ProgressOut(TypedDict):
+    """Progress as serialised: chunk counts only for jobs that split their input."""
+
+    total: int
+    done: int
+    failed: int
+    chunks: NotRequired[int]
+    chunks_done: NotRequired[int]
+
+
 class Progress(BaseModel):
     total: int
     done: int
     failed: int
+    chunks: int | None = Field(None, description="Chunks of the document (map steps), if split")
+    chunks_done: int | None = Field(None, description="Chunks analysed so far")
+
+    @model_serializer(mode="wrap")
+    def _omit_unsplit(self, handler: SerializerFunctionWrapHandler) -> ProgressOut:
+        # Jobs that never split their input keep the plain {total, done, failed} shape.
+        data: ProgressOut = handler(self)
+        if self.chunks is None:
+            data.pop("chunks", None)
+            data.pop("chunks_done", None)
+        return data
+
+
+class StepCount(BaseModel):
+    """How many of the plan's steps have this kind and status."""
+
+    kind: str
+    status: str
+    count: int
 
 
 class Usage(BaseModel):
@@ -139,6 +196,9 @@ class JobOut(BaseModel):
     metadata: dict[str, str]
     steps: list[StepOut] = Field(default_factory=list, description="The plan (first 50 steps)")
     steps_total: int = 0
+    steps_summary: list[StepCount] = Field(
+        default_factory=list, description="The whole plan counted by kind and status"
+    )
 
 
 class JobList(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError
@@ -13,14 +13,20 @@ from api.schemas.jobs import (
     ChatJobCreate,
     JobOut,
     Progress,
+    StepCount,
     StepOut,
     SummarizeJobCreate,
     Usage,
 )
+from api.services.plan_view import chunk_progress, step_counts
+from api.services.routing import resolve_chain
+from api.services.webhooks import vet_url
 from orchestrator.engine import cancel_job
+from shared import audit
 from shared.backends import configured_backends, default_backend
 from shared.dispatch import enqueue_plan
 from shared.ids import new_id
+from shared.metrics import record_job_created
 from shared.models import Job, Step
 from shared.settings import Settings
 
@@ -53,7 +59,12 @@ def create_job(
     **extra: Any,
 ) -> Job:
     """Store a queued job and ask the orchestrator to plan it once committed."""
-    backend, model = resolve_backend(settings, body.backend, body.model)
+    backend, model, routing = resolve_chain(settings, body.backend, body.model)
+    if routing:
+        # The fallback chain rides in the plan; workers move a step along it (workers/fallback).
+        extra["plan"] = {**(extra.get("plan") or {}), **routing}
+    if body.callback_url:
+        vet_url(settings, str(body.callback_url), "callback_url")
     job_input = body.input.model_dump(mode="json", exclude_none=True)
     _check_size(settings, job_input)
     job = Job(
@@ -72,6 +83,7 @@ def create_job(
     session.add(job)
     session.flush()
     enqueue_plan(session, job.id)
+    record_job_created(session, job)
     return job
 
 
@@ -124,17 +136,18 @@ def cancel(session: Session, tenant_id: str, job_id: str) -> Job:
     job = get_job(session, tenant_id, job_id)
     if not cancel_job(session, job):
         raise ApiError(409, f"job {job_id} already ended ({job.status}); nothing to cancel")
+    audit.record(session, "job.cancel", "job", job.id)
     return job
 
 
 def job_out(session: Session, job: Job, base_url: str, with_steps: bool = True) -> JobOut:
     """The public shape of a job."""
     steps: list[StepOut] = []
-    steps_total = 0
+    counts: list[StepCount] = []
+    chunks: tuple[int | None, int | None] = (None, None)
     if with_steps:
-        steps_total = session.scalar(
-            select(func.count()).select_from(Step).where(Step.job_id == job.id)
-        ) or 0
+        counts = step_counts(session, job.id)
+        chunks = chunk_progress(counts)
         rows = session.scalars(
             select(Step).where(Step.job_id == job.id).order_by(Step.stage, Step.seq)
             .limit(STEPS_SHOWN)
@@ -161,7 +174,8 @@ def job_out(session: Session, job: Job, base_url: str, with_steps: bool = True) 
         started_at=job.started_at,
         finished_at=job.finished_at,
         progress=Progress(
-            total=job.progress_total, done=job.progress_done, failed=job.progress_failed
+            total=job.progress_total, done=job.progress_done, failed=job.progress_failed,
+            chunks=chunks[0], chunks_done=chunks[1],
         ),
         result=job.result,
         error=job.error,
@@ -171,5 +185,6 @@ def job_out(session: Session, job: Job, base_url: str, with_steps: bool = True) 
         usage=Usage(prompt_tokens=job.prompt_tokens, completion_tokens=job.completion_tokens),
         metadata=job.meta or {},
         steps=steps,
-        steps_total=steps_total,
+        steps_total=sum(c.count for c in counts),
+        steps_summary=counts,
     )

@@ -13,10 +13,13 @@ from shared.settings import Settings
 class PlanError(ValueError):
     """The job cannot be planned (bad or unreadable input); fails the job with this message."""
 
-    def __init__(self, message: str, code: str = "invalid_input") -> None:
+    def __init__(
+        self, message: str, code: str = "invalid_input", details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
+        self.details = details or {}  # extra fields of the job's error (e.g. per-line errors)
 
 
 @dataclass
@@ -36,6 +39,7 @@ class Outcome:
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     output_file_id: str | None = None
+    status: str = "succeeded"  # or "cancelled": a job that stopped early but kept its output
 
 
 @dataclass

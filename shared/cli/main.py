@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from shared.cli import client, keys, serve
+from shared.cli import batch, client, connector, keys, serve, webhooks
 
 app = typer.Typer(
     help="llm-jobs: queue LLM jobs on local and cloud backends.",
@@ -16,13 +16,25 @@ app.command("orchestrator", help="Run the orchestrator (planning, advancing, swe
     serve.orchestrator
 )
 app.command("worker", help="Run the worker pool of one backend.")(serve.worker)
+app.command("beat", help="Run only the sweep schedule (when orchestrators run --no-beat).")(
+    serve.beat
+)
+app.command("flower", help="Serve Flower (task monitor) behind basic auth.")(serve.flower)
 app.command("migrate", help="Apply database migrations.")(serve.migrate)
 app.command("run", help="Start everything (Redis if needed, api, orchestrator, workers, "
             "Flower) and stop it all on Ctrl-C.")(serve.run)
-app.add_typer(keys.app, name="keys", help="Create API keys.")
+app.command("webhooks-worker", help="Run the webhook delivery worker.")(
+    webhooks.webhooks_worker
+)
+app.add_typer(keys.app, name="keys", help="API keys and tenant limits.")
+app.add_typer(connector.app, name="connector",
+              help="Export the Power Platform custom connector.")
 app.command("submit", help="Submit a job and print it.")(client.submit)
 app.command("status", help="Print a job.")(client.status)
 app.command("watch", help="Show a job's progress until it ends.")(client.watch)
+app.command("batch", help="Summarize or classify every row of a spreadsheet; save the result.")(
+    batch.batch
+)
 
 if __name__ == "__main__":
     app()

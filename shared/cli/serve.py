@@ -7,10 +7,12 @@ from typing import Annotated
 
 import typer
 
-from shared.backends import configured_backends
+from shared.backends import BackendConfig, configured_backends
+from shared.batching import batch_window
 from shared.logging import configure_logging
+from shared.metrics_setup import use_metrics_dir
 from shared.queues import ORCHESTRATOR_QUEUE, llm_queue
-from shared.settings import get_settings
+from shared.settings import Settings, get_settings
 
 
 def api(
@@ -18,6 +20,7 @@ def api(
     port: Annotated[int | None, typer.Option(help="Default: LLMJOBS_API_PORT")] = None,
 ) -> None:
     """Serve the HTTP API with uvicorn."""
+    use_metrics_dir(get_settings())  # before anything imports prometheus_client
     import uvicorn
 
     from api.app import create_app
@@ -40,12 +43,14 @@ def orchestrator(
     beat: Annotated[bool, typer.Option(help="Also run the periodic sweep schedule")] = True,
 ) -> None:
     """Run the orchestrator worker (and, by default, the sweep's beat)."""
+    use_metrics_dir(get_settings())  # before anything imports prometheus_client
     import orchestrator.tasks  # noqa: F401  (registers the tasks)
     from shared.celery_app import get_celery
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json, "orchestrator")
     argv = [
+        "--quiet",  # no banner on stdout: every line of the process is a JSON log record
         "worker",
         "-Q", ORCHESTRATOR_QUEUE,
         "-n", f"orchestrator-{os.getpid()}@%h",
@@ -62,6 +67,39 @@ def orchestrator(
     get_celery().worker_main(argv)
 
 
+def flower(
+    port: Annotated[int | None, typer.Option(help="Default: LLMJOBS_FLOWER_PORT")] = None,
+    address: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+) -> None:
+    """Serve Flower over this system's broker (key prefix included), behind basic auth."""
+    from shared.celery_app import get_celery
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json, "flower")
+    if not settings.flower_basic_auth or ":" not in settings.flower_basic_auth:
+        raise typer.BadParameter(
+            "set LLMJOBS_FLOWER_BASIC_AUTH=user:password; Flower is never served without auth"
+        )
+    get_celery().start([
+        "flower",
+        f"--address={address}",
+        f"--port={port or settings.flower_port}",
+        f"--basic-auth={settings.flower_basic_auth}",
+    ])
+
+
+def beat() -> None:
+    """Run only the periodic sweep schedule (for deployments with several orchestrators)."""
+    import orchestrator.tasks  # noqa: F401  (registers the tasks)
+    from shared.celery_app import get_celery
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json, "beat")
+    schedule = settings.data_dir.parent / "celerybeat-schedule"
+    schedule.parent.mkdir(parents=True, exist_ok=True)
+    get_celery().start(["beat", "--schedule", str(schedule), "--loglevel", settings.log_level])
+
+
 def worker(
     backend: Annotated[str, typer.Option(help="Backend name, e.g. local, ollama")],
     concurrency: Annotated[
@@ -70,6 +108,7 @@ def worker(
     lane: Annotated[str, typer.Option(help="interactive, batch or all")] = "all",
 ) -> None:
     """Run the worker pool of one backend."""
+    use_metrics_dir(get_settings())  # before anything imports prometheus_client
     import workers.tasks  # noqa: F401  (registers the tasks)
     from shared.celery_app import get_celery
 
@@ -87,17 +126,26 @@ def worker(
               if lane in (lname, "all")]
     get_celery().worker_main(
         [
+            "--quiet",  # no banner on stdout: every line is a JSON log record
             "worker",
             "-Q", ",".join(queues),
             "-n", f"{backend}-{lane}-{os.getpid()}@%h",
             # Steps wait on the network (or on llama.cpp, which releases the GIL).
             "--pool", "threads",
-            "-c", str(concurrency or backends[backend].max_concurrency),
+            "-c", str(concurrency or _default_concurrency(settings, backends[backend], lane)),
             "--loglevel", settings.log_level,
             "--without-mingle",
             "--without-gossip",
         ]
     )
+
+
+def _default_concurrency(settings: Settings, config: BackendConfig, lane: str) -> int:
+    # A batch-lane thread runs a whole chunk whose rows share the process's row slots; a few
+    # chunks at once keep those slots full.
+    if lane == "batch":
+        return batch_window(settings, config)
+    return config.max_concurrency
 
 
 def migrate() -> None:

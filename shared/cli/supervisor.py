@@ -14,7 +14,9 @@ from types import FrameType
 from rich.console import Console
 
 from shared.backends import configured_backends
+from shared.batching import interactive_slots
 from shared.embedded_redis import is_reachable, start_redis
+from shared.metrics_setup import use_metrics_dir
 from shared.migrate import upgrade
 from shared.settings import get_settings
 
@@ -42,6 +44,7 @@ def _cli(*args: str) -> list[str]:
 def run_all(with_flower: bool = True) -> None:
     """Ensure Redis, migrate, start api/orchestrator/workers/Flower, supervise, stop on signal."""
     settings = get_settings()
+    use_metrics_dir(settings, wipe=True)  # children inherit it; old processes' series go
     env = dict(os.environ)
     redis_proc = None
     if settings.redis_url is None:
@@ -59,25 +62,27 @@ def run_all(with_flower: bool = True) -> None:
     if not backends:
         console.print("[red]no backend configured: set LLMJOBS_OLLAMA_BASE_URL or another[/red]")
         raise SystemExit(2)
-    children = [Child("api", _cli("api")), Child("orchestrator", _cli("orchestrator"))]
-    children += [Child(f"worker:{name}", _cli("worker", "--backend", name)) for name in backends]
+    # Beat on its own: exactly one schedule, and a crashed orchestrator never stops the sweep.
+    children = [
+        Child("api", _cli("api")),
+        Child("orchestrator", _cli("orchestrator", "--no-beat")),
+        Child("beat", _cli("beat")),
+    ]
+    for name, config in backends.items():
+        # Two pools per backend: batch chunks never hold the slots interactive steps need.
+        children.append(Child(f"worker:{name}", _cli(
+            "worker", "--backend", name, "--lane", "interactive",
+            "--concurrency", str(interactive_slots(settings, config)))))
+        children.append(Child(f"worker:{name}:batch", _cli(
+            "worker", "--backend", name, "--lane", "batch")))
+    children.append(Child("webhooks", _cli("webhooks-worker")))
     flower_auth = settings.flower_basic_auth
     if with_flower:
         if not flower_auth:
             flower_auth = f"admin:{secrets.token_urlsafe(12)}"
-        children.append(
-            Child(
-                "flower",
-                [
-                    sys.executable, "-m", "celery",
-                    "-b", env["LLMJOBS_REDIS_URL"],
-                    "flower",
-                    "--address=127.0.0.1",
-                    f"--port={settings.flower_port}",
-                    f"--basic-auth={flower_auth}",
-                ],
-            )
-        )
+        # Through the environment, not argv: `ps` shows every user a command line.
+        env["LLMJOBS_FLOWER_BASIC_AUTH"] = flower_auth
+        children.append(Child("flower", _cli("flower")))
     for child in children:
         child.start(env)
     api_url = f"http://{settings.api_host}:{settings.api_port}"

@@ -296,22 +296,25 @@ def _docx_table_lines(table: Any) -> Iterator[str]:
 def _extract_xlsx(path: Path, out: _Collector) -> None:
     import openpyxl
 
-    workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    try:
-        for sheet in workbook.worksheets:
-            out.add(f"## Sheet: {sheet.title}")
-            rows: list[str] = []
-            size = 0
-            for row in sheet.iter_rows(values_only=True):
-                line = _row_line(row)
-                if line:
-                    rows.append(line)
-                    size += len(line) + 1
-                    if size > out.max_chars:
-                        out.overflow()
-            out.add("\n".join(rows))
-    finally:
-        workbook.close()
+    # A file object, not the path: openpyxl refuses paths without an .xlsx suffix, and stored
+    # uploads are named by id.
+    with path.open("rb") as fh:
+        workbook = openpyxl.load_workbook(fh, read_only=True, data_only=True)
+        try:
+            for sheet in workbook.worksheets:
+                out.add(f"## Sheet: {sheet.title}")
+                rows: list[str] = []
+                size = 0
+                for row in sheet.iter_rows(values_only=True):
+                    line = _row_line(row)
+                    if line:
+                        rows.append(line)
+                        size += len(line) + 1
+                        if size > out.max_chars:
+                            out.overflow()
+                out.add("\n".join(rows))
+        finally:
+            workbook.close()
 
 
 def _extract_csv(text: str, out: _Collector) -> None:

@@ -17,6 +17,11 @@ class Tenant(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Limits and policy (issue 8); None means the settings' default.
+    rate_limit_per_min: Mapped[int | None] = mapped_column(Integer)
+    tokens_per_day: Mapped[int | None] = mapped_column(Integer)
+    max_running_jobs: Mapped[int | None] = mapped_column(Integer)
+    redact_pii: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
 
 class ApiKey(Base):
@@ -32,6 +37,8 @@ class ApiKey(Base):
     expires_at: Mapped[dt.datetime | None]
     revoked_at: Mapped[dt.datetime | None]
     last_used_at: Mapped[dt.datetime | None]
+    # Requests per minute for this key; None means the settings' default.
+    rate_limit_per_min: Mapped[int | None] = mapped_column(Integer)
 
 
 class Job(Base):

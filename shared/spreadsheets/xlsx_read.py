@@ -1,5 +1,6 @@
 """Read .xlsx workbooks in streaming (read-only) mode: inspect the layout, iterate rows."""
 
+import io
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -48,7 +49,10 @@ class _Layout:
 def open_readonly(path: Path) -> Workbook:
     """Open a workbook for streaming reads of cached cell values."""
     try:
-        return load_workbook(path, read_only=True, data_only=True, keep_links=False)
+        # A file object: stored uploads are named by id, without the extension openpyxl
+        # insists on when given a path.
+        data = io.BytesIO(path.read_bytes())
+        return load_workbook(data, read_only=True, data_only=True, keep_links=False)
     except Exception as exc:  # openpyxl raises many types for damaged files
         raise SpreadsheetError(
             f"could not read the workbook ({type(exc).__name__}); open it in Excel and save it "

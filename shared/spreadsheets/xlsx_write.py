@@ -1,5 +1,6 @@
 """Write results into a copy of an .xlsx workbook, keeping everything else as it was."""
 
+import io
 from collections.abc import Mapping, Sequence
 from copy import copy
 from pathlib import Path
@@ -81,7 +82,8 @@ def write_xlsx(
 ) -> None:
     """Save ``src`` to ``tmp`` with the output (and error) columns filled in."""
     # Not data_only: formulas must survive; keep_links keeps external workbook references.
-    wb = load_workbook(src, keep_links=True)
+    # A file object: stored uploads have no extension, which openpyxl refuses for paths.
+    wb = load_workbook(io.BytesIO(src.read_bytes()), keep_links=True)
     ws = wb[spec.sheet] if spec.sheet else wb.worksheets[0]
     col = spec.insert_column
     header_cell = ws.cell(spec.header_row, spec.first_column + len(spec.headers) - 1)

@@ -16,7 +16,7 @@ def build_adapter(config: BackendConfig, settings: Settings) -> Adapter:
 
         return LocalAdapter(config, settings)
     client = httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.backend_timeout_s, connect=10.0),
+        timeout=httpx.Timeout(config.timeout_s or settings.backend_timeout_s, connect=10.0),
         limits=httpx.Limits(
             max_connections=max(config.max_concurrency * 2, 16),
             max_keepalive_connections=max(config.max_concurrency, 8),

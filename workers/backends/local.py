@@ -9,6 +9,7 @@ from typing import Any
 
 from shared.backends import BackendConfig, ChatRequest, ChatResult, PermanentBackendError
 from shared.settings import Settings
+from workers.backends.base import DeltaSink
 
 BUNDLED_MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -80,8 +81,12 @@ class LocalAdapter:
             model=self.config.default_model,
         )
 
-    async def chat(self, request: ChatRequest) -> ChatResult:
-        return await asyncio.to_thread(self._generate, request)
+    async def chat(self, request: ChatRequest, on_delta: DeltaSink | None = None) -> ChatResult:
+        # Generation runs in a thread; the answer is published whole rather than streamed.
+        result = await asyncio.to_thread(self._generate, request)
+        if on_delta is not None and result.content:
+            await on_delta(result.content)
+        return result
 
     async def list_models(self) -> list[str]:
         return [self.config.default_model or self.path.stem]

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
 
-from shared.backends import BackendConfig, ChatRequest, ChatResult, PermanentBackendError
-from workers.backends.base import raise_for_status, transport_error
+from shared.backends import (
+    BackendConfig,
+    ChatRequest,
+    ChatResult,
+    PermanentBackendError,
+    TransientBackendError,
+)
+from workers.backends.base import DeltaSink, raise_for_status, ratelimit_wait, transport_error
 
 
-def completion_body(request: ChatRequest, model: str | None) -> dict[str, Any]:
+def completion_body(
+    request: ChatRequest, model: str | None, stream: bool = False
+) -> dict[str, Any]:
     """The JSON body of a chat-completions call."""
-    body: dict[str, Any] = {"messages": request.messages, "stream": False}
+    body: dict[str, Any] = {"messages": request.messages, "stream": stream}
+    if stream:
+        # Usage arrives in a last chunk only when asked for.
+        body["stream_options"] = {"include_usage": True}
     if model:
         body["model"] = model
     if request.temperature is not None:
@@ -23,7 +35,12 @@ def completion_body(request: ChatRequest, model: str | None) -> dict[str, Any]:
         body["top_p"] = request.top_p
     if request.stop:
         body["stop"] = request.stop
-    if request.json_mode:
+    if request.json_schema:
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": request.json_schema},
+        }
+    elif request.json_mode:
         body["response_format"] = {"type": "json_object"}
     return body
 
@@ -43,6 +60,42 @@ def parse_completion(data: dict[str, Any], backend: str) -> ChatResult:
         completion_tokens=int(usage.get("completion_tokens") or 0),
         model=data.get("model"),
     )
+
+
+async def read_sse(response: httpx.Response, backend: str, on_delta: DeltaSink) -> ChatResult:
+    """Reassemble an OpenAI server-sent-events stream, passing each delta on as it arrives."""
+    parts: list[str] = []
+    result = ChatResult(content="", finish_reason="stop")
+    done = False
+    async for line in response.aiter_lines():
+        if not line.startswith("data:"):
+            continue
+        payload = line[5:].strip()
+        if payload == "[DONE]":
+            done = True
+            break
+        try:
+            chunk = json.loads(payload)
+        except ValueError as exc:
+            raise TransientBackendError(f"{backend} sent a broken stream chunk") from exc
+        if chunk.get("error"):
+            raise TransientBackendError(f"{backend} failed mid-stream: {chunk['error']}")
+        result.model = chunk.get("model") or result.model
+        for choice in chunk.get("choices") or []:
+            piece = (choice.get("delta") or {}).get("content")
+            if piece:
+                parts.append(piece)
+                await on_delta(piece)
+            if choice.get("finish_reason"):
+                result.finish_reason = choice["finish_reason"]
+        usage = chunk.get("usage")
+        if usage:
+            result.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+            result.completion_tokens = int(usage.get("completion_tokens") or 0)
+    if not done:
+        raise TransientBackendError(f"{backend} ended the stream before [DONE]")
+    result.content = "".join(parts)
+    return result
 
 
 class OpenAIWireAdapter:
@@ -67,15 +120,28 @@ class OpenAIWireAdapter:
     def _model_in_body(self, model: str | None) -> str | None:
         return model
 
-    async def chat(self, request: ChatRequest) -> ChatResult:
+    async def chat(self, request: ChatRequest, on_delta: DeltaSink | None = None) -> ChatResult:
         model = request.model or self.config.default_model
-        body = completion_body(request, self._model_in_body(model))
+        url = self._chat_url(model)
+        body = completion_body(request, self._model_in_body(model), stream=on_delta is not None)
         try:
-            response = await self.client.post(
-                self._chat_url(model), json=body, headers=self._headers()
-            )
+            if on_delta is None:
+                response = await self.client.post(url, json=body, headers=self._headers())
+                result = self._parse(response)
+            else:
+                async with self.client.stream(
+                    "POST", url, json=body, headers=self._headers()
+                ) as response:
+                    if not response.is_success:
+                        await response.aread()
+                        raise_for_status(response, self.config.name)
+                    result = await read_sse(response, self.config.name, on_delta)
         except httpx.HTTPError as exc:
             raise transport_error(exc, self.config.name) from exc
+        result.pause_s = ratelimit_wait(response.headers)
+        return result
+
+    def _parse(self, response: httpx.Response) -> ChatResult:
         raise_for_status(response, self.config.name)
         try:
             data = response.json()
@@ -106,8 +172,8 @@ class AzureOpenAIAdapter(OpenAIWireAdapter):
     def _chat_url(self, model: str | None) -> str:
         if not model:
             raise PermanentBackendError(
-                "azure_openai needs a deployment: set the job's model or "
-                "LLMJOBS_AZURE_OPENAI_DEPLOYMENT"
+                f"{self.config.name} (azure_openai) needs a deployment: set the job's model or "
+                "LLMJOBS_AZURE_OPENAI_DEPLOYMENT (or `deployment:` in the backends file)"
             )
         version = self.config.extra.get("api_version", "2024-10-21")
         return (

@@ -1,0 +1,33 @@
+"""GET /v1/models: every backend's models in OpenAI's list shape."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Request
+
+from api.deps import Caller, require_scope
+from api.schemas.common import error_responses
+from api.schemas.models import ModelList
+from api.services.models import ModelCatalog
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+ReadCaller = Annotated[Caller, require_scope("jobs:read")]
+
+
+@router.get(
+    "/models",
+    response_model=ModelList,
+    summary="List models",
+    description="Models of every configured backend as `backend/model` (OpenAI's list shape). "
+    "Cached for a few seconds; a backend that is down is left out.",
+    operation_id="ListModels",
+    responses=error_responses(401),
+)
+async def list_models(request: Request, caller: ReadCaller) -> ModelList:
+    state = request.app.state
+    catalog: ModelCatalog | None = getattr(state, "model_catalog", None)
+    if catalog is None:
+        catalog = state.model_catalog = ModelCatalog(state.settings)
+    return await catalog.listing()

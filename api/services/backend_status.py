@@ -1,0 +1,40 @@
+"""Breaker state and queue depth of each backend instance, read from Redis for /readyz."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+
+from shared.queues import llm_queue
+from shared.settings import Settings
+from workers.breaker import read_state
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    """What readiness shows besides reachability."""
+
+    breaker: str | None
+    breaker_failures: int | None
+    queue_depth: int | None
+
+
+def backend_status(settings: Settings, names: list[str]) -> dict[str, BackendStatus]:
+    """Per backend: breaker state and messages waiting in its queues (None when unknown)."""
+    prefix = settings.broker_key_prefix
+    out: dict[str, BackendStatus] = {}
+    try:
+        client = redis.Redis.from_url(settings.broker_url, socket_timeout=2)
+        for name in names:
+            state = read_state(client, prefix, name)
+            # Celery's Redis transport keeps each queue as a list under the (prefixed) name.
+            depth = sum(
+                int(client.llen(f"{prefix}{llm_queue(name, lane)}"))
+                for lane in ("interactive", "batch")
+            )
+            out[name] = BackendStatus(state.state, state.failures, depth)
+        client.close()
+    except redis.RedisError:
+        out = {name: BackendStatus(None, None, None) for name in names}
+    return out

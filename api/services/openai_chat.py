@@ -1,0 +1,186 @@
+"""POST /v1/chat/completions: a chat job, waited for without holding a thread or a lock."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+
+from api.errors import ApiError, error_body
+from api.schemas.jobs import ChatInput, ChatJobCreate, JobOptions
+from api.services import jobs as job_service
+from shared.models import Job
+from shared.openai_compat import (
+    ChatCompletionRequest,
+    ModelNotFound,
+    completion_id,
+    completion_object,
+    route_model,
+)
+from shared.settings import Settings
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+# Polling starts fast (a quick backend answers in tens of ms) and slows to spare the database.
+FIRST_POLL_S, MAX_POLL_S = 0.02, 0.5
+# A comment line every few seconds keeps proxies from closing a quiet stream.
+KEEPALIVE_S = 10.0
+
+
+def create_chat_job(
+    session: Session, settings: Settings, tenant_id: str, body: ChatCompletionRequest
+) -> Job:
+    """Store the chat job and commit, so its plan is sent before we start waiting."""
+    try:
+        backend, model = route_model(settings, body.model)
+    except ModelNotFound as exc:
+        raise ApiError(404, f"model {body.model!r}: {exc}", param="model") from exc
+    try:
+        create = ChatJobCreate(
+            type="chat",
+            backend=backend,
+            model=model,
+            input=ChatInput.model_validate({"messages": body.job_messages()}),
+            options=JobOptions.model_validate(body.job_options()),
+            metadata={"source": "openai.chat.completions"},
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ApiError(400, f"{where}: {first['msg']}", param="messages") from exc
+    job = job_service.create_job(session, settings, tenant_id, create)
+    # Commit now: the request's session must not hold a transaction (SQLite's write lock)
+    # while we wait for workers that need to write.
+    session.commit()
+    return job
+
+
+def _read_job(sessions: sessionmaker[Session], job_id: str) -> Job | None:
+    with sessions() as session:
+        return session.get(Job, job_id)
+
+
+async def wait_for_job(
+    sessions: sessionmaker[Session], job_id: str, deadline: float, tick: float = KEEPALIVE_S
+) -> Job | None:
+    """The job once it ended; None when `deadline` (monotonic) or `tick` passed first."""
+    delay = FIRST_POLL_S
+    until = min(deadline, time.monotonic() + tick)
+    while True:
+        job = await run_in_threadpool(_read_job, sessions, job_id)
+        if job is not None and job.status in TERMINAL:
+            return job
+        if time.monotonic() >= until:
+            return None
+        await asyncio.sleep(min(delay, max(0.0, until - time.monotonic())))
+        delay = min(delay * 2, MAX_POLL_S)
+
+
+def timeout_error(job_id: str, timeout: float) -> ApiError:
+    """504 naming the job, so the client can poll it."""
+    return ApiError(
+        504,
+        f"no answer within {timeout:g} s; the request is still running as job {job_id}: "
+        f"poll GET /v1/jobs/{job_id} for the result",
+        param=job_id,
+    )
+
+
+def job_error(job: Job) -> ApiError:
+    """The job's failure as an OpenAI-style error answer."""
+    if job.status == "cancelled":
+        return ApiError(409, f"job {job.id} was cancelled before it answered", param=job.id)
+    error = job.error or {}
+    message = f"job {job.id} failed: {error.get('message', 'the backend call failed')}"
+    status = error.get("status")
+    if isinstance(status, int) and 400 <= status < 500 and status != 429:
+        return ApiError(400, message, param=job.id)
+    return ApiError(502, message, type="backend_unavailable", param=job.id)
+
+
+def _answers(job: Job) -> list[tuple[str, str]]:
+    result = job.result or {}
+    choices = result.get("choices") or [result]
+    return [
+        (str((c.get("message") or {}).get("content", "")), str(c.get("finish_reason", "stop")))
+        for c in choices
+    ]
+
+
+def completion(job: Job, model: str) -> dict[str, Any]:
+    """The finished job as a `chat.completion` object."""
+    return completion_object(
+        model=model,
+        answers=_answers(job),
+        prompt_tokens=job.prompt_tokens,
+        completion_tokens=job.completion_tokens,
+        id_=completion_id(),
+    )
+
+
+def _sse(data: dict[str, Any] | str) -> str:
+    return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
+
+
+def _pieces(text: str) -> list[str]:
+    # Word-sized pieces, as a streaming model would send them (whitespace kept).
+    out: list[str] = []
+    for word in text.split(" "):
+        out.append(word if not out else " " + word)
+    return [p for p in out if p] or [""]
+
+
+def chunk_events(job: Job, model: str, include_usage: bool) -> list[str]:
+    """The finished answer as `chat.completion.chunk` events, ending with [DONE]."""
+    cid, created = completion_id(), int(time.time())
+
+    def chunk(index: int, delta: dict[str, Any], reason: str | None) -> dict[str, Any]:
+        return {
+            "id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [{"index": index, "delta": delta, "finish_reason": reason,
+                         "logprobs": None}],
+        }
+
+    events = []
+    for index, (content, reason) in enumerate(_answers(job)):
+        events.append(_sse(chunk(index, {"role": "assistant", "content": ""}, None)))
+        events.extend(_sse(chunk(index, {"content": p}, None)) for p in _pieces(content))
+        events.append(_sse(chunk(index, {}, reason)))
+    if include_usage:
+        usage = {
+            "prompt_tokens": job.prompt_tokens,
+            "completion_tokens": job.completion_tokens,
+            "total_tokens": job.prompt_tokens + job.completion_tokens,
+        }
+        events.append(_sse({"id": cid, "object": "chat.completion.chunk", "created": created,
+                            "model": model, "choices": [], "usage": usage}))
+    events.append(_sse("[DONE]"))
+    return events
+
+
+async def stream_completion(
+    sessions: sessionmaker[Session], job_id: str, model: str, timeout: float, include_usage: bool
+) -> AsyncIterator[str]:
+    """Server-sent events: keep-alive comments while the job runs, then the answer."""
+    deadline = time.monotonic() + timeout
+    job: Job | None = None
+    while time.monotonic() < deadline:
+        job = await wait_for_job(sessions, job_id, deadline)
+        if job is not None:
+            break
+        yield ": still running\n\n"
+    if job is None:
+        err = timeout_error(job_id, timeout)
+        yield _sse(error_body(err.type, err.message, err.param))
+        return
+    if job.status != "succeeded":
+        err = job_error(job)
+        yield _sse(error_body(err.type, err.message, err.param))
+        return
+    for event in chunk_events(job, model, include_usage):
+        yield event

@@ -1,0 +1,174 @@
+"""OpenAI chat-completions shapes shared by the API and the batch workers: request, answers."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.backends import BackendConfig, configured_backends, default_backend
+from shared.ids import new_id
+from shared.settings import Settings
+
+
+class ContentPart(BaseModel):
+    """One part of a message's content; only text parts can be sent to a chat backend."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    text: str | None = None
+
+
+class ChatMessageIn(BaseModel):
+    """A message as OpenAI accepts it (developer is OpenAI's newer name for system)."""
+
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[ContentPart] = Field(description="Text, or a list of text parts")
+    name: str | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _text_only(cls, v: str | list[ContentPart]) -> str | list[ContentPart]:
+        if isinstance(v, list) and any(p.type != "text" or p.text is None for p in v):
+            raise ValueError("only text content parts are supported")
+        return v
+
+    def text(self) -> str:
+        """The message's text."""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(p.text or "" for p in self.content)
+
+
+class ResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["text", "json_object"]
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """The body of POST /v1/chat/completions (and of a Batch API line)."""
+
+    # Unknown OpenAI parameters (seed, user, logit_bias...) are accepted and ignored.
+    model_config = ConfigDict(extra="ignore")
+    model: str = Field(min_length=1, max_length=300, description="`backend/model` or a model")
+    messages: list[ChatMessageIn] = Field(min_length=1)
+    n: int = Field(1, ge=1, le=8, description="Answers to generate, one backend call each")
+    stop: str | list[str] | None = Field(None, description="Up to 4 stop sequences")
+    max_tokens: int | None = Field(None, ge=1, le=32768)
+    max_completion_tokens: int | None = Field(None, ge=1, le=32768)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    response_format: ResponseFormat | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    tools: list[dict[str, Any]] | None = Field(None, description="Not supported: must be empty")
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, v: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(v, list) and len(v) > 4:
+            raise ValueError("at most 4 stop sequences")
+        return v
+
+    @field_validator("tools")
+    @classmethod
+    def _no_tools(cls, v: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        if v:
+            raise ValueError("tools (function calling) are not supported by llm-jobs")
+        return v
+
+    def job_messages(self) -> list[dict[str, str]]:
+        """The messages as llm-jobs chat input."""
+        out = []
+        for m in self.messages:
+            role = "system" if m.role == "developer" else m.role
+            out.append({"role": role, "content": m.text()})
+        return out
+
+    def job_options(self) -> dict[str, Any]:
+        """Temperature, limits, stop, JSON mode and n as llm-jobs job options."""
+        options: dict[str, Any] = {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_tokens": self.max_completion_tokens or self.max_tokens,
+            "stop": [self.stop] if isinstance(self.stop, str) else self.stop,
+            "response_format": self.response_format.type if self.response_format else None,
+            "n": self.n if self.n > 1 else None,
+        }
+        return {k: v for k, v in options.items() if v is not None}
+
+
+class ModelNotFound(ValueError):
+    """The model names a backend that is not configured, or no backend is configured."""
+
+
+def route_model(settings: Settings, model: str) -> tuple[str, str]:
+    """The backend and model that an OpenAI `model` names.
+
+    `backend/model` picks that backend; a bare model goes to the backend whose default model
+    it is, else to the default backend.
+    """
+    backends = configured_backends(settings)
+    prefix, sep, rest = model.partition("/")
+    if sep and prefix in backends:
+        if not rest:
+            return prefix, _default_model(backends[prefix])
+        return prefix, rest
+    for name, config in backends.items():
+        if config.default_model == model:
+            return name, model
+    fallback = default_backend(settings)
+    if fallback is None:
+        raise ModelNotFound("no LLM backend is configured")
+    return fallback, model
+
+
+def _default_model(config: BackendConfig) -> str:
+    if not config.default_model:
+        raise ModelNotFound(f"backend {config.name!r} has no default model; name one")
+    return config.default_model
+
+
+def completion_id() -> str:
+    """A chat completion id in OpenAI's style."""
+    return "chatcmpl-" + new_id("c").removeprefix("c_")
+
+
+def completion_object(
+    *,
+    model: str,
+    answers: list[tuple[str, str]],
+    prompt_tokens: int,
+    completion_tokens: int,
+    id_: str | None = None,
+    created: int | None = None,
+) -> dict[str, Any]:
+    """A `chat.completion` object from (content, finish_reason) answers."""
+    return {
+        "id": id_ or completion_id(),
+        "object": "chat.completion",
+        "created": created or int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": i,
+                "message": {"role": "assistant", "content": content, "refusal": None},
+                "finish_reason": reason,
+                "logprobs": None,
+            }
+            for i, (content, reason) in enumerate(answers)
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+        "system_fingerprint": None,
+    }
