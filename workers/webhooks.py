@@ -28,7 +28,7 @@ def sessions() -> sessionmaker[Session]:
         return _sessions
 
 
-@celery_app.task(  # type: ignore[untyped-decorator]
+@celery_app.task(
     name=TASK_DELIVER_WEBHOOK,
     # A database hiccup while claiming or recording: retry soon; the sweep covers longer ones.
     autoretry_for=(OperationalError,),
@@ -43,7 +43,7 @@ def deliver_task(delivery_id: str) -> str:
     return deliver(sessions(), get_settings(), delivery_id)
 
 
-@signals.worker_process_init.connect  # type: ignore[untyped-decorator]
+@signals.worker_process_init.connect
 def _after_fork(**_: Any) -> None:
     global _sessions
     _sessions = None
