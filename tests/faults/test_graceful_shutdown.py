@@ -35,9 +35,10 @@ def test_sigterm_lets_in_flight_steps_finish(make_stack: StackFactory, own_fake:
     stack.kill("worker:ollama", signal.SIGTERM)  # warm shutdown: waits for running tasks
     stop_took = time.monotonic() - stopped_at
     with stack.sessions() as session:
-        after = dict(session.execute(
-                select(Step.id, Step.status).where(Step.id.in_(running))
-            ))
+        rows = session.execute(
+            select(Step.id, Step.status).where(Step.id.in_(running))
+        ).all()
+        after = {row.id: row.status for row in rows}
     assert set(after.values()) == {"succeeded"}, after  # finished, not abandoned
 
     restarted_at = time.monotonic()
