@@ -97,7 +97,9 @@ def beat() -> None:
     configure_logging(settings.log_level, settings.log_json, "beat")
     schedule = settings.data_dir.parent / "celerybeat-schedule"
     schedule.parent.mkdir(parents=True, exist_ok=True)
-    get_celery().start(["beat", "--schedule", str(schedule), "--loglevel", settings.log_level])
+    get_celery().start(
+        ["--quiet", "beat", "--schedule", str(schedule), "--loglevel", settings.log_level]
+    )
 
 
 def worker(

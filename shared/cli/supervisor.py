@@ -13,7 +13,7 @@ from types import FrameType
 
 from rich.console import Console
 
-from shared.backends import configured_backends
+from shared.backends import configured_backends, default_backend
 from shared.batching import interactive_slots
 from shared.embedded_redis import is_reachable, start_redis
 from shared.metrics_setup import use_metrics_dir
@@ -87,7 +87,7 @@ def run_all(with_flower: bool = True) -> None:
         child.start(env)
     api_url = f"http://{settings.api_host}:{settings.api_port}"
     console.print(f"[bold green]llm-jobs is starting[/] — API {api_url} (docs {api_url}/docs)")
-    console.print(f"backends: {', '.join(backends)}; default: {next(iter(backends))}")
+    console.print(f"backends: {', '.join(backends)}; default: {default_backend(settings)}")
     if with_flower:
         user, _, password = (flower_auth or "").partition(":")
         console.print(

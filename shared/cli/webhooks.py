@@ -25,6 +25,7 @@ def webhooks_worker(
     configure_logging(settings.log_level, settings.log_json, "webhooks")
     get_celery().worker_main(
         [
+            "--quiet",  # no banner on stdout: every line is a JSON log record
             "worker",
             "-Q", WEBHOOK_QUEUE,
             "-n", f"webhooks-{os.getpid()}@%h",
