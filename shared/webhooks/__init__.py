@@ -1,9 +1,9 @@
 """Signing, SSRF vetting and delivery primitives for outbound job webhooks."""
 
+from shared.retry_after import parse_retry_after
 from shared.webhooks.delivery import (
     DeliveryResult,
     next_attempt_delay,
-    parse_retry_after,
     post_signed,
 )
 from shared.webhooks.signing import (

@@ -7,11 +7,10 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 import httpx
 
+from shared.retry_after import parse_retry_after
 from shared.webhooks.ssrf import CheckedTarget
 
 SNIPPET_CHARS = 1_000
@@ -160,23 +159,6 @@ def _is_ip(host: str) -> bool:
 
 def _elapsed_ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), or None."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    current = now or datetime.now(UTC)
-    return max(0.0, (when - current).total_seconds())
 
 
 def next_attempt_delay(attempt: int, retry_after_s: float | None = None) -> float | None:

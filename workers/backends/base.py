@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import email.utils
 import re
-import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -17,6 +15,7 @@ from shared.backends import (
     PermanentBackendError,
     TransientBackendError,
 )
+from shared.retry_after import parse_retry_after
 
 # Status codes that a later attempt may get past (the backend's own word, or overload).
 TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
@@ -36,22 +35,6 @@ class Adapter(Protocol):
     async def list_models(self) -> list[str]: ...
 
     async def aclose(self) -> None: ...
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
