@@ -97,9 +97,14 @@ async def run_llm_step(
         try:
             parsed = validate_answer(analysis, retry_answer.content, labels, result_schema)
         except InvalidAnswer as second_error:
+            hint = ""
+            if retry_answer.finish_reason == "length":
+                # Said plainly: otherwise the error reads like a model bug, not a budget.
+                limit = request.max_tokens or "the backend's default"
+                hint = f"; the answer was cut off at max_tokens ({limit}): raise options.max_tokens"
             raise InvalidModelAnswer(
                 f"the model's answer was not a valid {analysis} result twice "
-                f"(first: {first_error}; after one repair attempt: {second_error})",
+                f"(first: {first_error}; after one repair attempt: {second_error}){hint}",
                 output,
             ) from second_error
         output.result = {
