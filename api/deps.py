@@ -11,13 +11,15 @@ import redis
 import structlog
 from fastapi import Depends, Request
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 
 from api.context import current_request_id
 from api.errors import ApiError
 from api.guards import bind_settings
 from api.ratelimit import Decision, RateLimiter
 from shared.audit import set_actor
+from shared.db import is_read_session, read_session, session_scope
 from shared.keys import authenticate
 from shared.logging import get_logger
 from shared.models import ApiKey, Tenant, utcnow
@@ -35,9 +37,17 @@ def get_settings_dep(request: Request) -> Settings:
     return settings
 
 
+# Requests that only read: their session takes no write lock (SQLite), so polling clients
+# do not hold up the writers.
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def get_session(request: Request) -> Iterator[Session]:
     """A session whose transaction commits before the response is sent (then enqueues)."""
-    session: Session = request.app.state.sessions()
+    factory = request.app.state.sessions
+    session: Session = (
+        read_session(factory) if request.method in READ_METHODS else factory()
+    )
     try:
         yield session
         session.commit()
@@ -149,7 +159,7 @@ def get_caller(request: Request, session: SessionDep, settings: SettingsDep) -> 
     decision = charge(request.app.state, request.scope, identity)
     if decision is not None and not decision.allowed:
         raise rate_limited(decision)
-    _touch(session, key)
+    _touch(session, key, request.app.state.sessions)
     # From here on every query of this request sees only the caller's tenant.
     bind_tenant(session, key.tenant_id)
     set_actor(session, key.tenant_id, key.id, current_request_id())
@@ -158,11 +168,21 @@ def get_caller(request: Request, session: SessionDep, settings: SettingsDep) -> 
     return Caller(key.id, key.tenant_id, tuple(key.scopes))
 
 
-def _touch(session: Session, key: ApiKey) -> None:
+def _touch(session: Session, key: ApiKey, factory: sessionmaker[Session]) -> None:
     now = utcnow()
     # Written at most once a minute: a write per request would serialise SQLite.
     if key.last_used_at is None or now - key.last_used_at > dt.timedelta(minutes=1):
-        session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
+        statement = update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now)
+        if not is_read_session(session):
+            session.execute(statement)
+            return
+        # A read request's transaction must not write (on SQLite it holds no write lock and
+        # could not take one reliably): a short transaction of its own records the use.
+        try:
+            with session_scope(factory) as own:
+                own.execute(statement)
+        except OperationalError as exc:
+            log.warning("could not record the key's last use", error=str(exc)[:200])
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]

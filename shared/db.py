@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +16,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.logging import get_logger
 
 AFTER_COMMIT = "llmjobs_after_commit"
+# Session.info flag of a read session: its transaction must not write (see `read_session`).
+READ_ONLY = "llmjobs_read_only"
+# Execution option asking the SQLite begin hook for a deferred (reader) transaction.
+_DEFERRED = "llmjobs_sqlite_deferred"
+# How long a SQLite writer waits for the write lock, and its pauses between tries.
+BUSY_TIMEOUT_S = 30.0
+_LOCK_POLL_FIRST_S, _LOCK_POLL_MAX_S = 0.0005, 0.004
 _log = get_logger(__name__)
 
 
@@ -22,7 +32,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(
+            url, connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False}
+        )
         _configure_sqlite(engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
@@ -41,20 +53,70 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         cur.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         # Several processes write: a deferred transaction that later upgrades to a writer
-        # fails with SQLITE_BUSY at once instead of waiting, so take the lock up front.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # fails with SQLITE_BUSY at once instead of waiting, so take the lock up front —
+        # except in read sessions, which never write: a WAL reader neither waits for the
+        # writer nor holds it up.
+        if conn.get_execution_options().get(_DEFERRED, False):
+            conn.exec_driver_sql("BEGIN")
+        elif not _take_write_lock(conn.connection.driver_connection):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # out of patience: SQLite's wait and error
+
+
+def _take_write_lock(raw: sqlite3.Connection) -> bool:
+    """BEGIN IMMEDIATE, retried every few milliseconds; False after BUSY_TIMEOUT_S of trying."""
+    # SQLite's own busy handler sleeps up to 100 ms between tries, so under contention a
+    # waiter sleeps long after the lock was freed; short pauses keep the hand-over prompt.
+    raw.execute("PRAGMA busy_timeout=0")
+    try:
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        pause = _LOCK_POLL_FIRST_S
+        while True:
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return True
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+            if time.monotonic() + pause > deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, _LOCK_POLL_MAX_S)
+    finally:
+        raw.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     """Sessions that run `after_commit` callbacks (enqueues) only once their commit succeeded."""
     factory = sessionmaker(bind=engine, expire_on_commit=False)
     return factory
+
+
+_readers: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+
+
+def read_session(factory: sessionmaker[Session]) -> Session:
+    """A session for work that only reads (GET requests): no write lock taken on SQLite."""
+    bind = factory.kw.get("bind")
+    if isinstance(bind, Engine) and bind.dialect.name == "sqlite":
+        reader = _readers.get(bind)
+        if reader is None:
+            reader = _readers[bind] = bind.execution_options(**{_DEFERRED: True})
+        session = factory(bind=reader)
+    else:
+        session = factory()
+    session.info[READ_ONLY] = True
+    return session
+
+
+def is_read_session(session: Session) -> bool:
+    """True for a `read_session`: a write must go through a transaction of its own."""
+    return bool(session.info.get(READ_ONLY))
 
 
 def after_commit(session: Session, callback: Callable[[], None]) -> None:

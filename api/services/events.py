@@ -11,6 +11,7 @@ from typing import Any
 import redis.asyncio as aredis
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.db import read_session
 from shared.job_events import job_channel
 from shared.models import Job
 from shared.settings import Settings
@@ -26,7 +27,7 @@ def sse(event: str, data: dict[str, Any]) -> bytes:
 
 
 def _snapshot(sessions: sessionmaker[Session], job_id: str) -> dict[str, Any] | None:
-    with sessions() as session:
+    with read_session(sessions) as session:  # a poll: no write lock
         job = session.get(Job, job_id)
         if job is None:
             return None

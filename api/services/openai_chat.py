@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from api.errors import ApiError, error_body
 from api.schemas.jobs import ChatInput, ChatJobCreate, JobOptions
 from api.services import jobs as job_service
+from shared.db import read_session
 from shared.models import Job
 from shared.openai_compat import (
     ChatCompletionRequest,
@@ -61,7 +62,7 @@ def create_chat_job(
 
 
 def _read_job(sessions: sessionmaker[Session], job_id: str) -> Job | None:
-    with sessions() as session:
+    with read_session(sessions) as session:  # a poll: no write lock
         return session.get(Job, job_id)
 
 

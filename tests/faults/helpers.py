@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from collections import Counter
 from typing import Any
@@ -106,3 +107,16 @@ def respawn(stack: Stack, name: str, timeout: float = 60) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"{name} not ready after {timeout} s")
+
+
+def separate_beat(stack: Stack) -> None:
+    """The production layout (`llm-jobs run`, compose): the schedule in its own process.
+
+    Also what a test that SIGKILLs the orchestrator needs: an embedded beat (`-B`) is a child
+    process that would outlive its killed parent.
+    """
+    stack.kill("orchestrator", signal.SIGTERM)
+    stack.commands["orchestrator"] = ["orchestrator", "--no-beat"]
+    respawn(stack, "orchestrator")
+    stack.spawn("beat", ["beat"])
+    wait_for(lambda: "beat: Starting" in stack.logs("beat"), 30, "beat to start")
