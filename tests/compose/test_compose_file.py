@@ -6,11 +6,13 @@ structure is checked here with PyYAML; where `docker compose` exists it must acc
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from shared.settings import BACKEND_KINDS
@@ -85,16 +87,31 @@ def test_the_image_is_built_from_the_repository() -> None:
         assert f"COPY {package} ./{package}" in dockerfile
 
 
-def test_docker_compose_config_accepts_the_file_where_available(tmp_path: Path) -> None:
+def compose_command() -> list[str] | None:
+    """`docker compose` (the plugin) or `docker-compose` (Debian's package), whichever exists."""
     docker = shutil.which("docker")
-    probe = subprocess.run([docker, "compose", "version"], capture_output=True) if docker else None
-    if probe is None or probe.returncode != 0:
-        # No compose plugin here: the YAML must at least parse with anchors resolved.
-        assert load()["x-app"]["image"] == "llm-jobs:latest"
-        return
+    if docker:
+        probe = subprocess.run([docker, "compose", "version"], capture_output=True)
+        if probe.returncode == 0:
+            return [docker, "compose"]
+    legacy = shutil.which("docker-compose")
+    return [legacy] if legacy else None
+
+
+def test_docker_compose_config_accepts_the_file() -> None:
+    command = compose_command()
+    if command is None:
+        # CI installs docker-compose (.ci/run); elsewhere say what is missing, loudly.
+        assert os.environ.get("CI") != "true", "CI needs docker compose or docker-compose"
+        pytest.fail(
+            "neither `docker compose` nor `docker-compose` is installed "
+            "(apt-get install docker-compose)",
+            pytrace=False,
+        )
     done = subprocess.run(
-        [docker, "compose", "-f", str(COMPOSE / "docker-compose.yml"), "config", "--quiet"],
-        capture_output=True, text=True,
-        env={"POSTGRES_PASSWORD": "x", "LLMJOBS_FLOWER_BASIC_AUTH": "a:b", "PATH": "/usr/bin"},
+        [*command, "-f", str(COMPOSE / "docker-compose.yml"), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        env={"POSTGRES_PASSWORD": "x", "LLMJOBS_FLOWER_BASIC_AUTH": "a:b", "PATH": "/usr/bin:/bin"},
     )
     assert done.returncode == 0, done.stderr
