@@ -25,6 +25,7 @@ from orchestrator.engine import cancel_job
 from shared import audit
 from shared.backends import configured_backends, default_backend
 from shared.dispatch import enqueue_plan
+from shared.documents.chunking import count_tokens
 from shared.ids import new_id
 from shared.metrics import record_job_created
 from shared.models import Job, Step
@@ -67,6 +68,8 @@ def create_job(
         vet_url(settings, str(body.callback_url), "callback_url")
     job_input = body.input.model_dump(mode="json", exclude_none=True)
     _check_size(settings, job_input)
+    if body.type == "chat":
+        _check_context(settings, backend, job_input, body.options.max_tokens)
     job = Job(
         id=new_id("job"),
         tenant_id=tenant_id,
@@ -99,6 +102,26 @@ def _check_size(settings: Settings, job_input: dict[str, Any]) -> None:
             413,
             f"text too long: {len(text)} characters, the limit is {settings.max_text_chars}",
             param="input.text",
+        )
+
+
+def _check_context(
+    settings: Settings, backend: str, job_input: dict[str, Any], max_tokens: int | None
+) -> None:
+    """A chat must fit its backend's context window (long texts are chunked; chats cannot)."""
+    config = configured_backends(settings).get(backend)
+    if config is None:
+        return
+    prompt = sum(count_tokens(m["content"]) + 4 for m in job_input["messages"])
+    needed = prompt + (max_tokens or 0)
+    if needed > config.context_tokens:
+        raise ApiError(
+            422,
+            f"the conversation needs about {needed} tokens ({prompt} of messages"
+            f"{f' + max_tokens {max_tokens}' if max_tokens else ''}); backend {backend!r} has a "
+            f"context window of {config.context_tokens}: shorten the messages or use a "
+            "summarize job",
+            param="input.messages",
         )
 
 
