@@ -17,7 +17,12 @@ from sqlalchemy import func, select
 
 from shared.models import Job
 from tests.fakellm import FakeLLM
-from tests.fixtures.services import broker_namespace, drop_namespace
+from tests.fixtures.services import (
+    broker_namespace,
+    create_pg_database,
+    drop_namespace,
+    drop_pg_database,
+)
 from tests.fixtures.stack import Stack
 
 CONCURRENCY = 8  # steps per worker process (LLMJOBS_WORKER_CONCURRENCY)
@@ -25,9 +30,10 @@ TERMINAL = ("succeeded", "failed", "cancelled")
 
 
 @contextmanager
-def system(fake: FakeLLM, workers: int = 1) -> Iterator[Stack]:
-    """A fresh stack on SQLite with `workers` ollama worker processes pointed at `fake`."""
+def system(fake: FakeLLM, workers: int = 1, database: str = "sqlite") -> Iterator[Stack]:
+    """A fresh stack (SQLite or PostgreSQL) with `workers` ollama worker processes on `fake`."""
     url, prefix = broker_namespace()
+    pg_url = create_pg_database() if database == "postgres" else None
     with tempfile.TemporaryDirectory(prefix="llmjobs-bench-") as tmp:
         env = {
             "LLMJOBS_OLLAMA_BASE_URL": fake.url,
@@ -39,7 +45,7 @@ def system(fake: FakeLLM, workers: int = 1) -> Iterator[Stack]:
             "LLMJOBS_RATE_LIMIT_PER_KEY_PER_MIN": "0",
             "LLMJOBS_RATE_LIMIT_PER_TENANT_PER_MIN": "0",
         }
-        stack = Stack(Path(tmp), f"sqlite:///{Path(tmp) / 'bench.db'}", env)
+        stack = Stack(Path(tmp), pg_url or f"sqlite:///{Path(tmp) / 'bench.db'}", env)
         try:
             stack.start(["ollama"])
             for n in range(1, workers):
@@ -49,6 +55,8 @@ def system(fake: FakeLLM, workers: int = 1) -> Iterator[Stack]:
         finally:
             stack.stop()
             drop_namespace(prefix)
+            if pg_url:
+                drop_pg_database(pg_url)
 
 
 def chat(content: str) -> dict[str, Any]:
