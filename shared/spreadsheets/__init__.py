@@ -45,6 +45,8 @@ _MEDIA_TYPES = {
 _CACHE_FILES = 2
 _cache: OrderedDict[tuple[str, int, int, str], dict[int, Row]] = OrderedDict()
 _cache_lock = threading.Lock()
+# One parse per file at a time: the chunks that arrive together wait for it, not repeat it.
+_parse_locks: dict[tuple[str, int, int, str], threading.Lock] = {}
 
 
 def inspect_table(
@@ -74,17 +76,27 @@ def read_rows(path: Path, spec: TableSpec, indexes: Collection[int]) -> list[Row
     """Return the rows with these indexes (in file order), parsing each file once per process."""
     stat = path.stat()
     key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, spec.cache_key())
+    rows = _cached(key)
+    if rows is None:
+        with _cache_lock:
+            parse_lock = _parse_locks.setdefault(key, threading.Lock())
+        with parse_lock:
+            rows = _cached(key)
+            if rows is None:
+                rows = {row.index: row for row in iter_rows(path, spec)}
+                with _cache_lock:
+                    _cache[key] = rows
+                    while len(_cache) > _CACHE_FILES:
+                        _parse_locks.pop(_cache.popitem(last=False)[0], None)
+    return [rows[i] for i in sorted(set(indexes)) if i in rows]
+
+
+def _cached(key: tuple[str, int, int, str]) -> dict[int, Row] | None:
     with _cache_lock:
         rows = _cache.get(key)
         if rows is not None:
             _cache.move_to_end(key)
-    if rows is None:
-        rows = {row.index: row for row in iter_rows(path, spec)}
-        with _cache_lock:
-            _cache[key] = rows
-            while len(_cache) > _CACHE_FILES:
-                _cache.popitem(last=False)
-    return [rows[i] for i in sorted(set(indexes)) if i in rows]
+        return rows
 
 
 def write_output(

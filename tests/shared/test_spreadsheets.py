@@ -3,6 +3,7 @@
 import dataclasses
 import datetime as dt
 import json
+import threading
 import zipfile
 from copy import copy
 from pathlib import Path
@@ -548,3 +549,25 @@ def test_media_types():
     assert media_type("jsonl") == "application/x-ndjson"
     with pytest.raises(ValueError, match="unknown"):
         media_type("ods")
+
+
+def test_chunks_arriving_together_parse_the_file_once(tmp_path: Path):
+    path = tmp_path / "many.csv"
+    path.write_text("id,text\n" + "".join(f"{i},row {i}\n" for i in range(3000)), encoding="utf-8")
+    spec = inspect_table(path, "many.csv", "text")
+    start = threading.Barrier(4)
+    got: list[list[Row]] = []
+
+    def chunk(first: int) -> None:
+        start.wait()
+        got.append(read_rows(path, spec, range(first, first + 50)))
+
+    threads = [threading.Thread(target=chunk, args=(2 + 50 * n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(rows[0].value for rows in got) == ["row 0", "row 100", "row 150", "row 50"]
+    # One parse: every chunk's rows come from the same parsed file, not from a copy of it.
+    again = read_rows(path, spec, [2 + 50 * n for n in range(4)])
+    assert all(any(row is first for first in again) for rows in got for row in rows[:1])

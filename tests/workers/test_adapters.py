@@ -21,6 +21,7 @@ from tests.fakellm import FakeLLM, Status
 from tests.fakellm_behaviors import RecordedRequest
 from workers.backends import build_adapter
 from workers.backends.base import Adapter, parse_reset, ratelimit_wait
+from workers.backends.ollama import OllamaAdapter
 
 T = TypeVar("T")
 
@@ -210,3 +211,26 @@ def test_local_model_answers_json_constrained_by_schema() -> None:
     assert json.loads(result.content)["sentiment"] in ("positive", "negative")
     assert result.prompt_tokens > 0
     assert result.completion_tokens > 0
+
+
+def test_many_concurrent_calls_spread_over_small_pools() -> None:
+    # 24 slots → 48 connections, held in pools of at most 16: every call still runs at once.
+    with FakeLLM(latency=0.3) as fake:
+        config = BackendConfig("ol", "ollama", fake.url, max_concurrency=24)
+
+        async def go(adapter: Adapter) -> tuple[list[str], int]:
+            answers = await asyncio.gather(*(adapter.chat(ask(f"row {i}", "m")) for i in range(48)))
+            pieces: list[str] = []
+
+            async def sink(piece: str) -> None:
+                pieces.append(piece)
+
+            streamed = await adapter.chat(ask("streamed", "m"), on_delta=sink)
+            assert "".join(pieces) == streamed.content
+            assert isinstance(adapter, OllamaAdapter)
+            return [a.content for a in answers] + [streamed.content], adapter.client.shards
+
+        contents, shards = run(go, config)
+        assert contents == [f"echo: row {i}" for i in range(48)] + ["echo: streamed"]
+        assert shards == 3
+        assert fake.max_in_flight == 48

@@ -7,6 +7,7 @@ import httpx
 from shared.backends import BackendConfig
 from shared.settings import Settings
 from workers.backends.base import Adapter
+from workers.backends.pool import ShardedClient
 
 
 def build_adapter(config: BackendConfig, settings: Settings) -> Adapter:
@@ -15,12 +16,10 @@ def build_adapter(config: BackendConfig, settings: Settings) -> Adapter:
         from workers.backends.local import LocalAdapter
 
         return LocalAdapter(config, settings)
-    client = httpx.AsyncClient(
-        timeout=httpx.Timeout(config.timeout_s or settings.backend_timeout_s, connect=10.0),
-        limits=httpx.Limits(
-            max_connections=max(config.max_concurrency * 2, 16),
-            max_keepalive_connections=max(config.max_concurrency, 8),
-        ),
+    client = ShardedClient(
+        httpx.Timeout(config.timeout_s or settings.backend_timeout_s, connect=10.0),
+        max_connections=max(config.max_concurrency * 2, 16),
+        max_keepalive=max(config.max_concurrency, 8),
     )
     if config.kind == "ollama":
         from workers.backends.ollama import OllamaAdapter

@@ -15,6 +15,7 @@ from shared.backends import (
     TransientBackendError,
 )
 from workers.backends.base import DeltaSink, raise_for_status, transport_error
+from workers.backends.pool import ShardedClient
 
 
 def _options(request: ChatRequest) -> dict[str, Any]:
@@ -50,7 +51,7 @@ def _piece(data: dict[str, Any]) -> str:
 class OllamaAdapter:
     """Chat (streamed as NDJSON when asked) and plain generation against an Ollama server."""
 
-    def __init__(self, config: BackendConfig, client: httpx.AsyncClient) -> None:
+    def __init__(self, config: BackendConfig, client: ShardedClient) -> None:
         self.config = config
         self.client = client
 

@@ -15,6 +15,7 @@ from shared.backends import (
     TransientBackendError,
 )
 from workers.backends.base import DeltaSink, raise_for_status, ratelimit_wait, transport_error
+from workers.backends.pool import ShardedClient
 
 
 def completion_body(
@@ -101,7 +102,7 @@ async def read_sse(response: httpx.Response, backend: str, on_delta: DeltaSink) 
 class OpenAIWireAdapter:
     """`POST {base}/chat/completions` with a bearer key (OpenAI and compatible servers)."""
 
-    def __init__(self, config: BackendConfig, client: httpx.AsyncClient) -> None:
+    def __init__(self, config: BackendConfig, client: ShardedClient) -> None:
         self.config = config
         self.client = client
 
