@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fault lint migrate bench clean
+.PHONY: install run test test-fault test-fault-full lint migrate bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 test-fault: $(STAMP)
-	$(BIN)/python -m pytest -m fault
+	$(BIN)/python -m pytest -m fault -s
+
+# The fault tests at full size (500 jobs with 10 worker kills, a 1,000-job storm).
+test-fault-full: $(STAMP)
+	LLMJOBS_FAULT_FULL=1 $(BIN)/python -m pytest -m fault -s
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections import Counter
@@ -14,6 +15,12 @@ from tests.fakellm import FakeLLM
 from tests.fixtures.stack import Stack
 
 TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+def full_size(suite: int, full: int) -> int:
+    """The suite's scaled-down count, or the full one with LLMJOBS_FAULT_FULL=1
+    (`make test-fault-full`)."""
+    return full if os.environ.get("LLMJOBS_FAULT_FULL") == "1" else suite
 
 
 def chat_body(prompt: str, model: str = "fault-model") -> dict[str, Any]:

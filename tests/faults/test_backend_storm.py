@@ -12,9 +12,9 @@ from shared.models import Job, Step
 from tests.conftest import StackFactory
 from tests.fakellm import FakeLLM
 from tests.faults.conftest import point_at
-from tests.faults.helpers import chat_body, wait_all
+from tests.faults.helpers import chat_body, full_size, wait_all
 
-JOBS = 150  # scaled down from the 1,000 to keep the suite fast on 2 cores
+JOBS = full_size(150, 1000)  # scaled down from 1,000 to keep the suite fast on 2 cores
 
 
 def analyze_body(text: str) -> dict[str, Any]:
@@ -44,7 +44,7 @@ def test_backend_storm_ends_every_job_and_counts_retries(
             assert response.status_code == 202, response.text
             ids.append(response.json()["id"])
 
-    counts = wait_all(stack, ids, timeout=150)
+    counts = wait_all(stack, ids, timeout=150 + JOBS * 0.5)
     with stack.sessions() as session:
         results = session.scalars(
             select(Step.result).where(Step.job_id.in_(ids), Step.status == "succeeded")

@@ -14,6 +14,7 @@ from tests.fakellm import FakeLLM
 from tests.faults.conftest import point_at
 from tests.faults.helpers import (
     calls_per_prompt,
+    full_size,
     longest_rerun_gap,
     respawn,
     statuses,
@@ -23,9 +24,9 @@ from tests.faults.helpers import (
     wait_for,
 )
 
-# Scaled down from the 500 jobs so the suite stays fast on 2 cores.
-JOBS = 150
-KILLS = 4
+# Scaled down from 500 jobs and 10 kills so the suite stays fast on 2 cores.
+JOBS = full_size(150, 500)
+KILLS = full_size(4, 10)
 
 
 @pytest.mark.fault
@@ -47,7 +48,7 @@ def test_sigkill_worker_mid_step_repeatedly_loses_no_job(
         respawn(stack, "worker:ollama")
         time.sleep(1.0)
 
-    counts = wait_all(stack, ids, timeout=120)
+    counts = wait_all(stack, ids, timeout=120 + JOBS * 0.3)
     calls = calls_per_prompt(own_fake, prompts)
     duplicates = sum(n - 1 for n in calls.values())
     gap = longest_rerun_gap(own_fake, prompts)
