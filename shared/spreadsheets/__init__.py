@@ -83,7 +83,12 @@ def read_rows(path: Path, spec: TableSpec, indexes: Collection[int]) -> list[Row
         with parse_lock:
             rows = _cached(key)
             if rows is None:
-                rows = {row.index: row for row in iter_rows(path, spec)}
+                try:
+                    rows = {row.index: row for row in iter_rows(path, spec)}
+                except BaseException:
+                    with _cache_lock:  # an unreadable file keeps no lock behind
+                        _parse_locks.pop(key, None)
+                    raise
                 with _cache_lock:
                     _cache[key] = rows
                     while len(_cache) > _CACHE_FILES:
