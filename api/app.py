@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api.connector import router as connector_router
+from api.dbgate import DbGate
 from api.errors import install_error_handlers
 from api.idempotency import IdempotencyMiddleware
 from api.middleware import BodyLimitMiddleware, RateLimitHeadersMiddleware, RequestIdMiddleware
@@ -32,7 +33,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url)
+        # Two connections per slot: a request's own and the short one it may open beside it.
+        slots = settings.api_db_slots
+        engine = make_engine(settings.database_url, pool_size=slots, max_overflow=slots)
+        app.state.db_gate = DbGate(slots)
         app.state.engine = engine
         app.state.sessions = make_sessionmaker(engine)
         app.state.celery = get_celery()

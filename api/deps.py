@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, MutableMapping
+from collections.abc import AsyncIterator, MutableMapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -13,8 +13,10 @@ from fastapi import Depends, Request
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from api.context import current_request_id
+from api.dbgate import DbGate, Slot
 from api.errors import ApiError
 from api.guards import bind_settings
 from api.ratelimit import Decision, RateLimiter
@@ -29,6 +31,7 @@ from shared.tenancy import bind_tenant
 log = get_logger(__name__)
 # Where the RateLimit-* headers of a request wait for the middleware that adds them.
 RATELIMIT_SCOPE_KEY = "llmjobs.ratelimit"
+_SLOT = "llmjobs_db_slot"
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -42,20 +45,45 @@ def get_settings_dep(request: Request) -> Settings:
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """A session whose transaction commits before the response is sent (then enqueues)."""
-    factory = request.app.state.sessions
-    session: Session = (
-        read_session(factory) if request.method in READ_METHODS else factory()
-    )
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """A session whose transaction commits before the response is sent (then enqueues).
+
+    The request holds a database slot (`api.dbgate`) until then; a route that goes on
+    waiting after its commit lets the slot go with `release_db_slot`.
+    """
+    gate: DbGate = request.app.state.db_gate
+    async with gate.slot() as slot:
+        factory = request.app.state.sessions
+        session: Session = (
+            read_session(factory) if request.method in READ_METHODS else factory()
+        )
+        session.info[_SLOT] = slot
+        try:
+            yield session
+        except BaseException:
+            await run_in_threadpool(_end, session, False)
+            raise
+        await run_in_threadpool(_end, session, True)
+
+
+def _end(session: Session, commit: bool) -> None:
     try:
-        yield session
-        session.commit()
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
     except BaseException:
         session.rollback()
         raise
     finally:
         session.close()
+
+
+def release_db_slot(session: Session) -> None:
+    """Let the next request use the database; this one has committed and only waits now."""
+    slot: Slot | None = session.info.get(_SLOT)
+    if slot is not None:
+        slot.release()
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]

@@ -24,9 +24,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.dbgate import DbGate
 from api.deps import Identity, charge, identify, presented_key, rate_limited
 from api.errors import error_body
-from shared.db import session_scope
+from shared.db import read_session, session_scope
 from shared.models import IdempotencyRecord, utcnow
 from shared.settings import Settings
 
@@ -111,7 +112,7 @@ def _stored(row: IdempotencyRecord) -> Stored:
 
 
 def _peek(sessions: sessionmaker[Session], tenant_id: str, key: str) -> Stored | None:
-    with session_scope(sessions) as session:
+    with read_session(sessions) as session:  # a poll: no write lock
         row = _load(session, tenant_id, key)
         return _stored(row) if row is not None else None
 
@@ -191,7 +192,7 @@ class IdempotencyMiddleware:
         raw = presented_key(headers)
         identity: Identity | None = None
         if raw:
-            identity = await run_in_threadpool(self._identify, state, raw)
+            identity = await state.db_gate.run(self._identify, state, raw)
         if identity is None:
             await self.app(scope, receive, send)  # the route answers 401
             return
@@ -205,7 +206,7 @@ class IdempotencyMiddleware:
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, state: Any,
                       identity: Identity, key: str, body: bytes) -> None:
-        sessions, settings = state.sessions, state.settings
+        sessions, settings, gate = state.sessions, state.settings, state.db_gate
         tenant_id = identity.key.tenant_id
         fp = fingerprint(scope, body)
         loop = asyncio.get_running_loop()
@@ -217,9 +218,10 @@ class IdempotencyMiddleware:
                     "conflict", "a request with this Idempotency-Key is still being "
                     "processed; retry in a moment", "Idempotency-Key"), {"Retry-After": "1"})
                 return
-            stored = await run_in_threadpool(_claim, sessions, settings, tenant_id, key, fp)
+            stored = await gate.run(_claim, sessions, settings, tenant_id, key, fp)
             if stored is None:
-                await self._run_and_store(scope, receive, send, sessions, tenant_id, key, body)
+                await self._run_and_store(scope, receive, send, gate, sessions, tenant_id, key,
+                                          body)
                 return
             if stored.status != "gone" and stored.fingerprint != fp:
                 await _send_json(send, 409, error_body(
@@ -235,7 +237,7 @@ class IdempotencyMiddleware:
                     return
                 await asyncio.sleep(delay)
                 delay = min(delay * 1.5, 0.25)
-                stored = await run_in_threadpool(_peek, sessions, tenant_id, key)
+                stored = await gate.run(_peek, sessions, tenant_id, key)
             if stored is not None and stored.status == "completed":
                 decision = await run_in_threadpool(charge, state, scope, identity)
                 if decision is not None and not decision.allowed:
@@ -247,7 +249,7 @@ class IdempotencyMiddleware:
                 return
             # The first request ended without a stored answer (released): claim again.
 
-    async def _run_and_store(self, scope: Scope, receive: Receive, send: Send,
+    async def _run_and_store(self, scope: Scope, receive: Receive, send: Send, gate: DbGate,
                              sessions: sessionmaker[Session], tenant_id: str, key: str,
                              body: bytes) -> None:
         replayed = False
@@ -282,16 +284,15 @@ class IdempotencyMiddleware:
         try:
             await self.app(scope, replay_receive, capture)
         except BaseException:
-            await run_in_threadpool(_release, sessions, tenant_id, key)
+            await gate.run(_release, sessions, tenant_id, key)
             raise
         if start is None or streaming:
             # A stream cannot be replayed; release the key rather than store half an answer.
-            await run_in_threadpool(_release, sessions, tenant_id, key)
+            await gate.run(_release, sessions, tenant_id, key)
             return
         payload = b"".join(chunks)
         headers = list(start.get("headers", []))
-        await run_in_threadpool(_finish, sessions, tenant_id, key, start["status"], headers,
-                                payload)
+        await gate.run(_finish, sessions, tenant_id, key, start["status"], headers, payload)
         await send(start)
         await send({"type": "http.response.body", "body": payload})
 

@@ -32,8 +32,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if not path or path == ":memory:":
+            kwargs.pop("pool_size", None)
+            kwargs.pop("max_overflow", None)
         engine = create_engine(
-            url, connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False}
+            url, connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False}, **kwargs
         )
         _configure_sqlite(engine)
         return engine

@@ -159,6 +159,10 @@ class Settings(BaseSettings):
     idempotency_wait_s: float = Field(
         10.0, description="How long a duplicate waits for the first request's answer"
     )
+    api_db_slots: int = Field(
+        10, ge=1, le=32,
+        description="Requests of one API process using the database at once (the rest wait)",
+    )
     cors_origins: str = Field(
         "", description="Comma-separated origins allowed by CORS; empty: CORS off"
     )

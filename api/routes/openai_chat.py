@@ -10,7 +10,8 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Caller, SessionDep, SettingsDep, require_scope
+from api.dbgate import DbGate
+from api.deps import Caller, SessionDep, SettingsDep, release_db_slot, require_scope
 from api.schemas.common import error_responses
 from api.schemas.openai_chat import ChatCompletion, ChatCompletionRequest
 from api.services import openai_chat as service
@@ -58,19 +59,22 @@ async def create_chat_completion(
     job = await run_in_threadpool(
         service.create_chat_job, session, settings, caller.tenant_id, body
     )
+    # Committed: the rest is waiting, which must not keep other requests off the database.
+    release_db_slot(session)
     sessions: sessionmaker[Session] = request.app.state.sessions
+    gate: DbGate = request.app.state.db_gate
     timeout = settings.openai_chat_timeout_s
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(
-            service.stream_completion(sessions, job.id, body.model, timeout, include_usage),
+            service.stream_completion(gate, sessions, job.id, body.model, timeout, include_usage),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Job-ID": job.id},
         )
     deadline = time.monotonic() + timeout
     done = None
     while done is None and time.monotonic() < deadline:
-        done = await service.wait_for_job(sessions, job.id, deadline)
+        done = await service.wait_for_job(gate, sessions, job.id, deadline)
     if done is None:
         raise service.timeout_error(job.id, timeout)
     if done.status != "succeeded":

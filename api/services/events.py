@@ -11,6 +11,7 @@ from typing import Any
 import redis.asyncio as aredis
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.dbgate import DbGate
 from shared.db import read_session
 from shared.job_events import job_channel
 from shared.models import Job
@@ -41,7 +42,7 @@ def _snapshot(sessions: sessionmaker[Session], job_id: str) -> dict[str, Any] | 
 
 
 async def job_events(
-    settings: Settings, sessions: sessionmaker[Session], job_id: str
+    settings: Settings, gate: DbGate, sessions: sessionmaker[Session], job_id: str
 ) -> AsyncIterator[bytes]:
     """`progress` on every change, `delta` for each streamed piece, `end` when the job ends."""
     client = aredis.Redis.from_url(settings.broker_url, socket_timeout=5)
@@ -56,7 +57,7 @@ async def job_events(
         next_poll = quiet_since = time.monotonic()
         while True:
             if time.monotonic() >= next_poll:
-                snap = await asyncio.to_thread(_snapshot, sessions, job_id)
+                snap = await gate.run(_snapshot, sessions, job_id)
                 next_poll = time.monotonic() + POLL_S
                 if snap is None:
                     return

@@ -10,8 +10,8 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.concurrency import run_in_threadpool
 
+from api.dbgate import DbGate
 from api.errors import ApiError, error_body
 from api.schemas.jobs import ChatInput, ChatJobCreate, JobOptions
 from api.services import jobs as job_service
@@ -67,13 +67,14 @@ def _read_job(sessions: sessionmaker[Session], job_id: str) -> Job | None:
 
 
 async def wait_for_job(
-    sessions: sessionmaker[Session], job_id: str, deadline: float, tick: float = KEEPALIVE_S
+    gate: DbGate, sessions: sessionmaker[Session], job_id: str, deadline: float,
+    tick: float = KEEPALIVE_S,
 ) -> Job | None:
     """The job once it ended; None when `deadline` (monotonic) or `tick` passed first."""
     delay = FIRST_POLL_S
     until = min(deadline, time.monotonic() + tick)
     while True:
-        job = await run_in_threadpool(_read_job, sessions, job_id)
+        job = await gate.run(_read_job, sessions, job_id)
         if job is not None and job.status in TERMINAL:
             return job
         if time.monotonic() >= until:
@@ -165,13 +166,14 @@ def chunk_events(job: Job, model: str, include_usage: bool) -> list[str]:
 
 
 async def stream_completion(
-    sessions: sessionmaker[Session], job_id: str, model: str, timeout: float, include_usage: bool
+    gate: DbGate, sessions: sessionmaker[Session], job_id: str, model: str, timeout: float,
+    include_usage: bool,
 ) -> AsyncIterator[str]:
     """Server-sent events: keep-alive comments while the job runs, then the answer."""
     deadline = time.monotonic() + timeout
     job: Job | None = None
     while time.monotonic() < deadline:
-        job = await wait_for_job(sessions, job_id, deadline)
+        job = await wait_for_job(gate, sessions, job_id, deadline)
         if job is not None:
             break
         yield ": still running\n\n"

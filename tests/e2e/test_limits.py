@@ -103,6 +103,30 @@ def test_50_concurrent_posts_with_one_key_create_one_job(
     assert creates == 2
 
 
+def test_100_concurrent_posts_and_polls_all_answer(any_stack: Stack, fake_llm: FakeLLM) -> None:
+    """More callers at once than the API has threads: none is left hanging.
+
+    Each request holds its transaction (on SQLite the write lock) across several thread
+    hops; callers beyond the database slots must wait without taking a thread.
+    """
+    key, tenant_id = make_key(any_stack, unique("crowd"))
+
+    def call(i: int) -> httpx.Response:
+        if i % 2:
+            return client.get("/v1/jobs?limit=5")
+        return client.post("/v1/jobs", json=chat(f"crowd {i}", unique("m")))
+
+    with any_stack.client(key) as client, ThreadPoolExecutor(100) as pool:
+        answers = list(pool.map(call, range(200)))
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses == [200] * 100 + [202] * 100, [r.text for r in answers
+                                                   if r.status_code >= 300][:3]
+    with any_stack.sessions() as session:
+        count = session.scalar(select(func.count()).select_from(Job)
+                               .where(Job.tenant_id == tenant_id))
+    assert count == 100
+
+
 def test_idempotent_upload_ignores_the_multipart_boundary(stack: Stack) -> None:
     key, _ = make_key(stack, unique("upl"))
     line = b'{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {}}\n'

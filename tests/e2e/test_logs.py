@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Any
 
@@ -24,6 +25,19 @@ def records(text: str, name: str) -> list[dict[str, Any]]:
         assert isinstance(record, dict), line
         out.append(record)
     return out
+
+
+def logged_status(text: str, status: int) -> bool:
+    """True once a complete access line with `status` is in the log."""
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line still being written
+        if isinstance(record, dict) and record.get("event") == "request" \
+                and record.get("status") == status:
+            return True
+    return False
 
 
 def test_logs_are_json_with_ids_and_never_prompts_or_secrets(
@@ -50,6 +64,10 @@ def test_logs_are_json_with_ids_and_never_prompts_or_secrets(
     assert any(r.headers.get("authorization") == f"Bearer {backend_secret}"
                for r in fake_llm.requests_for(model))  # the secret really was in use
 
+    # The access line is written once the answer has gone out: give the last one a moment.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not logged_status(stack.logs("api"), 422):
+        time.sleep(0.05)
     every: dict[str, list[dict[str, Any]]] = {}
     for name in PROCESSES:
         text = stack.logs(name)
