@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,9 @@ from shared.storage import path_for
 
 log = get_logger(__name__)
 FINISHED_JOB = ("succeeded", "failed", "cancelled")
+# A file still being written is renamed into place within seconds; one this old was left by
+# a process killed mid-write (an upload, a result workbook).
+STALE_TEMP_AGE_S = 3600.0
 
 
 @dataclass
@@ -127,3 +131,35 @@ def _unlink(paths: Iterable[Path]) -> None:
             path.unlink(missing_ok=True)
         except OSError as exc:
             log.warning("retention could not remove a file", path=str(path), error=str(exc))
+
+
+def is_temp_file(path: Path) -> bool:
+    """A file written under a temporary name before its atomic rename into place."""
+    name = path.name
+    return name.startswith(".upload-") or (name.startswith(".") and name.endswith(".tmp"))
+
+
+def remove_stale_temp_files(
+    data_dir: Path, older_than_s: float = STALE_TEMP_AGE_S, now: float | None = None
+) -> int:
+    """Remove temporary files under `<data_dir>/files` not touched for `older_than_s`."""
+    root = Path(data_dir) / "files"
+    if not root.is_dir():
+        return 0
+    cutoff = (time.time() if now is None else now) - older_than_s
+    removed = 0
+    for tenant_dir in root.iterdir():
+        if not tenant_dir.is_dir():
+            continue
+        for path in tenant_dir.iterdir():
+            if not is_temp_file(path):
+                continue
+            try:
+                if path.stat().st_mtime < cutoff and path.is_file():
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue  # renamed into place or removed meanwhile
+    if removed:
+        log.info("stale temporary files removed", count=removed)
+    return removed

@@ -90,10 +90,9 @@ _PURGE_BATCHES = 10
 
 
 def _purge_if_due() -> dict[str, int]:
-    """Run the retention purge when no orchestrator did within the interval (a Redis mark)."""
+    """Run the retention purge and the temporary-file cleanup when no orchestrator did within
+    the interval (a Redis mark)."""
     settings = get_settings()
-    if settings.retention_days <= 0:
-        return {}
     global _redis
     if _redis is None:
         _redis = redis.Redis.from_url(settings.broker_url)
@@ -103,7 +102,13 @@ def _purge_if_due() -> dict[str, int]:
             return {}
     except redis.RedisError:
         return {}  # the broker is away; the next sweep tries again
-    totals: dict[str, int] = {}
+    # A writer killed mid-write leaves its temporary file behind: removed whatever retention.
+    temp_files = retention.remove_stale_temp_files(settings.data_dir)
+    totals: dict[str, int] = {"purged_temp_files": temp_files} if temp_files else {}
+    if temp_files:
+        metrics.RETENTION_PURGED.labels("temp_files").inc(temp_files)
+    if settings.retention_days <= 0:
+        return totals
     for _ in range(_PURGE_BATCHES):
         with session_scope(sessions()) as session:
             counts = retention.purge(session, settings).counts()

@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from orchestrator.retention import is_temp_file, remove_stale_temp_files
 from tests.conftest import StackFactory
 from tests.fakellm import FakeLLM
 from tests.faults.batch_helpers import (
@@ -81,3 +82,8 @@ def test_orchestrator_sigkilled_mid_batch_and_at_assembly(
     assert_every_row_answered_once(content, tag, ROWS)
     # The workers were never killed: no row was asked twice, none skipped.
     assert set(calls.values()) == {1}, {p: n for p, n in calls.items() if n != 1}
+    # What the killed assembly left half-written is removed by the cleanup once stale (an hour
+    # by default; here anything not touched in the last second, the job having ended).
+    time.sleep(1.1)
+    remove_stale_temp_files(stack.workdir / "data", older_than_s=1.0)
+    assert [p.name for p in output.parent.iterdir() if is_temp_file(p)] == []

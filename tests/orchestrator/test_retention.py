@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 import uuid
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from orchestrator.retention import purge
+from orchestrator.retention import purge, remove_stale_temp_files
 from shared.db import make_engine, make_sessionmaker, session_scope
 from shared.ids import new_id
 from shared.keys import authenticate, create_key
@@ -118,3 +119,28 @@ def test_the_sweep_runs_the_purge(make_stack: StackFactory) -> None:
             assert time.monotonic() < deadline, "the finished job was never purged"
             time.sleep(0.5)
     assert '"purged_jobs": 1' in stack.logs("orchestrator")
+
+
+def test_temporary_files_left_by_killed_writers_are_removed_once_stale(tmp_path: Path) -> None:
+    tenant_dir = tmp_path / "files" / "ten_1"
+    tenant_dir.mkdir(parents=True)
+    now = time.time()
+    old, fresh = now - 2 * 3600, now - 60
+
+    def touch(name: str, mtime: float) -> Path:
+        path = tenant_dir / name
+        path.write_bytes(b"partial")
+        os.utime(path, (mtime, mtime))
+        return path
+
+    stale_upload = touch(".upload-abc123", old)
+    stale_result = touch(".file_out.xyz.tmp", old)
+    writing_now = touch(".upload-def456", fresh)
+    kept_file = touch("file_old", old)  # a stored file: only the retention purge removes it
+    assert remove_stale_temp_files(tmp_path, now=now) == 2
+    assert not stale_upload.exists()
+    assert not stale_result.exists()
+    assert writing_now.exists()
+    assert kept_file.exists()
+    assert remove_stale_temp_files(tmp_path, now=now) == 0
+    assert remove_stale_temp_files(tmp_path / "nothing-here", now=now) == 0
