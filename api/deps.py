@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, MutableMapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import anyio
 import redis
 import structlog
 from fastapi import Depends, Request
@@ -61,9 +62,12 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
         try:
             yield session
         except BaseException:
-            await run_in_threadpool(_end, session, False)
+            # Shielded: a cancelled request (client gone) must still give its connection back.
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(_end, session, False)
             raise
-        await run_in_threadpool(_end, session, True)
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(_end, session, True)
 
 
 def _end(session: Session, commit: bool) -> None:
