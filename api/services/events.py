@@ -80,5 +80,5 @@ async def job_events(
                 quiet_since = time.monotonic()
                 yield sse("delta", json.loads(message["data"]))
     finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
         await client.aclose()
