@@ -16,7 +16,7 @@ from shared.logging import get_logger
 from shared.models import Job, RowResult, Step, StoredFile, utcnow
 from shared.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookProgressMark
 from shared.settings import Settings
-from shared.storage import path_for
+from shared.storage import is_temp_file, path_for
 
 log = get_logger(__name__)
 FINISHED_JOB = ("succeeded", "failed", "cancelled")
@@ -131,12 +131,6 @@ def _unlink(paths: Iterable[Path]) -> None:
             path.unlink(missing_ok=True)
         except OSError as exc:
             log.warning("retention could not remove a file", path=str(path), error=str(exc))
-
-
-def is_temp_file(path: Path) -> bool:
-    """A file written under a temporary name before its atomic rename into place."""
-    name = path.name
-    return name.startswith(".upload-") or (name.startswith(".") and name.endswith(".tmp"))
 
 
 def remove_stale_temp_files(

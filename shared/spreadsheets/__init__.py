@@ -20,6 +20,7 @@ from shared.spreadsheets.prompt import check_template, render_prompt
 from shared.spreadsheets.sniff import detect_format
 from shared.spreadsheets.xlsx_read import inspect_xlsx, iter_xlsx
 from shared.spreadsheets.xlsx_write import write_xlsx
+from shared.storage import TEMP_SUFFIX
 
 __all__ = [
     "Row",
@@ -118,7 +119,7 @@ def write_output(
     writers = {"xlsx": write_xlsx, "csv": write_csv, "jsonl": write_jsonl}
     if spec.format not in writers:
         raise ValueError(f"unknown table format {spec.format!r}")
-    fd, tmp_name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    fd, tmp_name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=TEMP_SUFFIX)
     os.close(fd)
     tmp = Path(tmp_name)
     try:

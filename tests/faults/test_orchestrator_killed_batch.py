@@ -8,7 +8,8 @@ import uuid
 
 import pytest
 
-from orchestrator.retention import is_temp_file, remove_stale_temp_files
+from orchestrator.retention import remove_stale_temp_files
+from shared.storage import is_temp_file
 from tests.conftest import StackFactory
 from tests.fakellm import FakeLLM
 from tests.faults.batch_helpers import (
