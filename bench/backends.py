@@ -58,7 +58,7 @@ def retry_after_added_wait(runs: int = 3) -> dict[str, Any]:
     """How long the real retry path waits after a 429 saying Retry-After: 2 (fake backend)."""
     from tests.fakellm import FakeLLM, Reply, Status
     from workers.backends import build_adapter
-    from workers.execute import run_llm_step
+    from workers.llm import run_llm_step
 
     settings = Settings(local_enabled=False)  # default retry settings (initial wait 0.5 s)
     waits: list[float] = []

@@ -2,47 +2,52 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import redis
 from celery import signals
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, sessionmaker
 from structlog.contextvars import bound_contextvars
 
 from orchestrator import engine, retention
 from orchestrator.sweep import sweep
 from orchestrator.webhook_sweep import send_due_deliveries
 from shared import metrics
-from shared.celery_app import celery_app
-from shared.db import make_engine, make_sessionmaker, session_scope
+from shared.celery_app import at_process_start, celery_app
+from shared.db import (
+    close_process_sessions,
+    open_process_sessions,
+    process_sessions,
+    session_scope,
+)
 from shared.logging import get_logger
 from shared.queues import TASK_PLAN, TASK_STEP_DONE, TASK_SWEEP, llm_queue
 from shared.settings import get_settings
 
 log = get_logger(__name__)
 
-_sessions: sessionmaker[Session] | None = None
 _redis: redis.Redis | None = None
-_lock = threading.Lock()
 
 
-def sessions() -> sessionmaker[Session]:
-    """The orchestrator's session factory, built on first use in this process."""
-    global _sessions
-    with _lock:
-        if _sessions is None:
-            _sessions = make_sessionmaker(make_engine(get_settings().database_url))
-        return _sessions
+def _start() -> None:
+    global _redis
+    settings = get_settings()
+    open_process_sessions(settings.database_url)
+    _redis = redis.Redis.from_url(settings.broker_url)
+
+
+at_process_start(_start)
+
+
+def _broker() -> redis.Redis:
+    if _redis is None:
+        raise RuntimeError("the broker client was not built at process start")
+    return _redis
 
 
 def _queue_is_empty(backend: str, lane: str) -> bool:
-    global _redis
-    if _redis is None:
-        _redis = redis.Redis.from_url(get_settings().broker_url)
     key = get_settings().broker_key_prefix + llm_queue(backend, lane)
-    return int(_redis.llen(key)) == 0
+    return int(_broker().llen(key)) == 0
 
 
 # Conflicts and outages of the database are retried with backoff; the sweep is the backstop.
@@ -57,31 +62,31 @@ _RETRY: dict[str, Any] = {
 @celery_app.task(name=TASK_PLAN, **_RETRY)
 def plan(job_id: str) -> None:
     """Plan a new job and send its first steps."""
-    with bound_contextvars(job_id=job_id), session_scope(sessions()) as session:
+    with bound_contextvars(job_id=job_id), session_scope(process_sessions()) as session:
         engine.plan_job(session, get_settings(), job_id)
 
 
 @celery_app.task(name=TASK_STEP_DONE, **_RETRY)
 def step_done(step_id: str) -> None:
     """Advance a job after one of its steps ended."""
-    with bound_contextvars(step_id=step_id), session_scope(sessions()) as session:
+    with bound_contextvars(step_id=step_id), session_scope(process_sessions()) as session:
         engine.step_done(session, get_settings(), step_id)
 
 
 @celery_app.task(name=TASK_SWEEP, **_RETRY)
 def sweep_task() -> dict[str, int]:
     """Re-send lost work and expire stuck jobs."""
-    with session_scope(sessions()) as session:
+    with session_scope(process_sessions()) as session:
         report = sweep(session, get_settings(), _queue_is_empty)
     # Its own transaction: a webhook backlog never holds up the job sweep.
-    with session_scope(sessions()) as session:
+    with session_scope(process_sessions()) as session:
         webhooks_sent = send_due_deliveries(session, get_settings())
     if any(vars(report).values()) or webhooks_sent:
         log.info("sweep", webhooks_sent=webhooks_sent, **vars(report))
-    for action, count in vars(report).items():  # metrics (issue 9)
+    for action, count in vars(report).items():
         if count:
             metrics.SWEEP_ACTIONS.labels(action).inc(count)
-    purged = _purge_if_due()  # retention (issue 9)
+    purged = _purge_if_due()
     return {**vars(report), "webhooks_sent": webhooks_sent, **purged}
 
 
@@ -93,12 +98,9 @@ def _purge_if_due() -> dict[str, int]:
     """Run the retention purge and the temporary-file cleanup when no orchestrator did within
     the interval (a Redis mark)."""
     settings = get_settings()
-    global _redis
-    if _redis is None:
-        _redis = redis.Redis.from_url(settings.broker_url)
     mark = f"{settings.broker_key_prefix}llmjobs:retention-ran"
     try:
-        if not _redis.set(mark, "1", nx=True, ex=max(1, int(settings.retention_interval_s))):
+        if not _broker().set(mark, "1", nx=True, ex=max(1, int(settings.retention_interval_s))):
             return {}
     except redis.RedisError:
         return {}  # the broker is away; the next sweep tries again
@@ -110,7 +112,7 @@ def _purge_if_due() -> dict[str, int]:
     if settings.retention_days <= 0:
         return totals
     for _ in range(_PURGE_BATCHES):
-        with session_scope(sessions()) as session:
+        with session_scope(process_sessions()) as session:
             counts = retention.purge(session, settings).counts()
         for kind, count in counts.items():
             totals[f"purged_{kind}"] = totals.get(f"purged_{kind}", 0) + count
@@ -123,7 +125,10 @@ def _purge_if_due() -> dict[str, int]:
     return totals
 
 
-@signals.worker_process_init.connect
-def _after_fork(**_: Any) -> None:
-    global _sessions, _redis
-    _sessions, _redis = None, None
+@signals.worker_shutdown.connect
+def _close(**_: Any) -> None:
+    global _redis
+    if _redis is not None:
+        _redis.close()
+    _redis = None
+    close_process_sessions()

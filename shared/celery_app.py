@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from celery import Celery
+import os
+from collections.abc import Callable
+from typing import Any
+
+from celery import Celery, signals
 
 from shared.queues import ORCHESTRATOR_QUEUE, TASK_SWEEP
 from shared.settings import get_settings
@@ -66,3 +70,32 @@ def get_celery() -> Celery:
         configure(celery_app)
         celery_app.conf.llmjobs_configured = True
     return celery_app
+
+
+def _forks_children(worker: Any) -> bool:
+    """True when the worker's pool runs tasks in forked children (prefork), not in itself."""
+    pool = getattr(worker, "pool_cls", None)
+    name = pool if isinstance(pool, str) else getattr(pool, "__module__", "")
+    return name in ("prefork", "processes") or "prefork" in name
+
+
+def at_process_start(build: Callable[[], None]) -> None:
+    """Run `build` once in every process that runs tasks, before its first task.
+
+    A prefork child gets `worker_process_init`; thread and solo pools run tasks in the worker
+    process itself, which only `worker_init` reaches. Connections and threads do not survive a
+    fork, so nothing is built in a prefork parent.
+    """
+    built_in: list[int] = []
+
+    def once() -> None:
+        if os.getpid() not in built_in:
+            built_in.append(os.getpid())
+            build()
+
+    def on_worker_init(sender: Any = None, **_: Any) -> None:
+        if not _forks_children(sender):
+            once()
+
+    signals.worker_init.connect(on_worker_init, weak=False)
+    signals.worker_process_init.connect(lambda **_: once(), weak=False)

@@ -164,3 +164,32 @@ def changed(session: Session, statement: Any) -> int:
     """Execute an UPDATE/DELETE and return how many rows it changed (conditional transitions)."""
     result = session.execute(statement)
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+_process_sessions: sessionmaker[Session] | None = None
+
+
+def open_process_sessions(url: str) -> sessionmaker[Session]:
+    """Build this process's engine and session factory at process start (once per process)."""
+    global _process_sessions
+    # Several task modules may share a process; they share its one engine too.
+    if _process_sessions is None:
+        _process_sessions = make_sessionmaker(make_engine(url))
+    return _process_sessions
+
+
+def process_sessions() -> sessionmaker[Session]:
+    """The session factory this process opened at start."""
+    if _process_sessions is None:
+        raise RuntimeError("the database was not opened at process start (open_process_sessions)")
+    return _process_sessions
+
+
+def close_process_sessions() -> None:
+    """Give back this process's connections (at shutdown)."""
+    global _process_sessions
+    if _process_sessions is not None:
+        bind = _process_sessions.kw.get("bind")
+        if isinstance(bind, Engine):
+            bind.dispose()
+    _process_sessions = None

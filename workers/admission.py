@@ -1,4 +1,4 @@
-"""Every backend call passes its instance's circuit breaker and limits first."""
+"""Admission of a backend call: its instance's circuit breaker and limits let it through first."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ log = get_logger(__name__)
 NOT_AN_OUTAGE = {429}
 
 
-class BackendGuard:
+class Admission:
     """Breaker, concurrency and rate limits around one backend instance's calls."""
 
     def __init__(

@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import update
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from shared.db import changed
+from shared.db import changed, session_scope
 from shared.dispatch import enqueue_step_done
 from shared.ids import new_id
 from shared.models import Job, Step, utcnow
+
+# A result (or stored rows) is written before the step counts as done; a database blip
+# (SQLite's lock held too long, a PostgreSQL disconnect) must not lose it: losing it means
+# calling, and paying, the backend again.
+db_retry = retry(
+    retry=retry_if_exception_type(OperationalError),
+    wait=wait_exponential(multiplier=0.2, max=5),
+    stop=stop_after_delay(60),
+    reraise=True,
+)
 
 
 @dataclass(frozen=True)
@@ -123,3 +137,32 @@ def _end(session: Session, step_id: str, token: str, **values: Any) -> bool:
     if won:
         enqueue_step_done(session, step_id)
     return bool(won)
+
+
+class Heartbeat(threading.Thread):
+    """Renews a step's lease; calls `on_lost` when the step was cancelled or taken over."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        claimed: ClaimedStep,
+        *,
+        lease_s: float,
+        every_s: float,
+        on_lost: Callable[[], Any],
+    ) -> None:
+        super().__init__(name=f"heartbeat-{claimed.id}", daemon=True)
+        self.sessions, self.step_id, self.token = sessions, claimed.id, claimed.token
+        self.lease_s, self.every_s, self.on_lost = lease_s, every_s, on_lost
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.every_s):
+            try:
+                with session_scope(self.sessions) as session:
+                    held = renew(session, self.step_id, self.token, self.lease_s)
+            except OperationalError:
+                continue  # the database will be back; the lease has slack for a few misses
+            if not held:
+                self.on_lost()
+                return

@@ -1,10 +1,10 @@
-"""Per-process worker state: database sessions, backend adapters and one event loop."""
+"""Per-process worker state: database sessions, backend adapters, admission and one event loop."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -12,30 +12,45 @@ import redis.asyncio as aredis
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.backends import BackendConfig, PermanentBackendError, configured_backends
-from shared.db import make_engine, make_sessionmaker
-from shared.settings import Settings, get_settings
+from shared.settings import Settings
+from workers.admission import Admission
 from workers.backends import build_adapter
 from workers.backends.base import Adapter
 from workers.breaker import CircuitBreaker
-from workers.guard import BackendGuard
+from workers.lease import ClaimedStep, Heartbeat
 from workers.limits import BackendLimits
 
 T = TypeVar("T")
 
 
 class WorkerRuntime:
-    """Everything a worker process builds once: engine, adapters, an asyncio loop thread."""
+    """Everything a worker process builds once, at start: adapters, Redis, an asyncio loop."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
         self.settings = settings
-        self.engine = make_engine(settings.database_url)
-        self.sessions: sessionmaker[Session] = make_sessionmaker(self.engine)
+        self.sessions = sessions
         self.backends: dict[str, BackendConfig] = configured_backends(settings)
-        self._adapters: dict[str, Adapter] = {}
-        self._breakers: dict[str, CircuitBreaker] = {}
-        self._limits: dict[str, BackendLimits] = {}
-        self._redis: aredis.Redis | None = None
-        self._lock = threading.Lock()
+        self.redis = aredis.Redis.from_url(
+            settings.broker_url, socket_timeout=10, health_check_interval=10
+        )
+        self._adapters: dict[str, Adapter] = {
+            name: build_adapter(config, settings) for name, config in self.backends.items()
+        }
+        prefix = settings.broker_key_prefix
+        self._breakers = {
+            name: CircuitBreaker(
+                self.redis, prefix, name,
+                failures=settings.breaker_failures,
+                cooldown_s=settings.breaker_cooldown_s,
+                # A probe whose worker died frees the half-open slot after one call's time.
+                probe_lease_s=(config.timeout_s or settings.backend_timeout_s) + 5,
+            )
+            for name, config in self.backends.items()
+        }
+        self._limits = {
+            name: BackendLimits(self.redis, prefix, config, settings.limit_lease_s)
+            for name, config in self.backends.items()
+        }
         # One loop per process keeps connection pools warm across tasks and threads.
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="llm-loop",
@@ -43,43 +58,24 @@ class WorkerRuntime:
         self._thread.start()
 
     def adapter(self, backend: str) -> Adapter:
-        """The adapter of a configured backend, built on first use."""
-        with self._lock:
-            if backend not in self._adapters:
-                config = self.backends.get(backend)
-                if config is None:
-                    raise PermanentBackendError(f"backend {backend!r} is not configured here")
-                self._adapters[backend] = build_adapter(config, self.settings)
-            return self._adapters[backend]
+        """The adapter of a configured backend."""
+        adapter = self._adapters.get(backend)
+        if adapter is None:
+            raise PermanentBackendError(f"backend {backend!r} is not configured here")
+        return adapter
 
-    @property
-    def redis(self) -> aredis.Redis:
-        """The shared-state Redis client, used only on this process's loop."""
-        if self._redis is None:
-            self._redis = aredis.Redis.from_url(
-                self.settings.broker_url, socket_timeout=10, health_check_interval=10
-            )
-        return self._redis
-
-    def guard(self, backend: str, fail_over: bool) -> BackendGuard:
+    def admission(self, backend: str, fail_over: bool) -> Admission:
         """Breaker and limits of a configured backend instance (shared through Redis)."""
-        config = self.backends[backend]
-        prefix = self.settings.broker_key_prefix
-        with self._lock:
-            if backend not in self._breakers:
-                self._breakers[backend] = CircuitBreaker(
-                    self.redis, prefix, backend,
-                    failures=self.settings.breaker_failures,
-                    cooldown_s=self.settings.breaker_cooldown_s,
-                    # A probe whose worker died frees the half-open slot after one call's time.
-                    probe_lease_s=(config.timeout_s or self.settings.backend_timeout_s) + 5,
-                )
-                self._limits[backend] = BackendLimits(
-                    self.redis, prefix, config, self.settings.limit_lease_s
-                )
-        return BackendGuard(
+        return Admission(
             backend, self._breakers[backend], self._limits[backend],
             max_wait_s=self.settings.breaker_max_wait_s, fail_over=fail_over,
+        )
+
+    def heartbeat(self, claimed: ClaimedStep, on_lost: Callable[[], Any]) -> Heartbeat:
+        """A heartbeat that holds `claimed`'s lease while it runs (not started yet)."""
+        return Heartbeat(
+            self.sessions, claimed, lease_s=self.settings.step_lease_s,
+            every_s=self.settings.heartbeat_s, on_lost=on_lost,
         )
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
@@ -87,38 +83,33 @@ class WorkerRuntime:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def close(self) -> None:
-        """Close adapters and stop the loop."""
+        """Close adapters and Redis, stop the loop."""
         for adapter in self._adapters.values():
             self.submit(adapter.aclose()).result(timeout=5)
-        if self._redis is not None:
-            self.submit(self._redis.aclose()).result(timeout=5)
+        self.submit(self.redis.aclose()).result(timeout=5)
         self.loop.call_soon_threadsafe(self.loop.stop)
-        self.engine.dispose()
 
 
 _runtime: WorkerRuntime | None = None
-_runtime_lock = threading.Lock()
+
+
+def start_runtime(settings: Settings, sessions: sessionmaker[Session]) -> WorkerRuntime:
+    """Build this process's runtime (at process start)."""
+    global _runtime
+    _runtime = WorkerRuntime(settings, sessions)
+    return _runtime
 
 
 def get_runtime() -> WorkerRuntime:
-    """This process's runtime, built on first use (after any fork)."""
+    """The runtime this process built at start."""
+    if _runtime is None:
+        raise RuntimeError("the worker runtime was not built at process start (start_runtime)")
+    return _runtime
+
+
+def stop_runtime() -> None:
+    """Close the runtime (at shutdown)."""
     global _runtime
-    with _runtime_lock:
-        if _runtime is None:
-            _runtime = WorkerRuntime(get_settings())
-        return _runtime
-
-
-def reset_runtime() -> None:
-    """Drop the runtime (after a fork, or at shutdown)."""
-    global _runtime
-    with _runtime_lock:
-        if _runtime is not None:
-            _runtime.close()
-        _runtime = None
-
-
-def forget_runtime() -> None:
-    """Drop an inherited runtime in a forked child without touching the parent's threads."""
-    global _runtime
+    if _runtime is not None:
+        _runtime.close()
     _runtime = None

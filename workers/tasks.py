@@ -7,10 +7,12 @@ from typing import Any
 from celery import signals
 from sqlalchemy.exc import OperationalError
 
-from shared.celery_app import celery_app
+from shared.celery_app import at_process_start, celery_app
+from shared.db import close_process_sessions, open_process_sessions
 from shared.queues import TASK_RUN_STEP
-from workers.runtime import forget_runtime, get_runtime, reset_runtime
-from workers.service import run_step
+from shared.settings import get_settings
+from workers.runtime import get_runtime, start_runtime, stop_runtime
+from workers.steps import run_step
 
 
 @celery_app.task(
@@ -28,17 +30,15 @@ def run_step_task(step_id: str) -> str:
     return run_step(get_runtime(), step_id)
 
 
-@signals.worker_process_init.connect
-def _fresh_runtime_after_fork(**_: Any) -> None:
-    # Connections and threads do not survive fork: build them in the child.
-    forget_runtime()
+def _start() -> None:
+    settings = get_settings()
+    start_runtime(settings, open_process_sessions(settings.database_url))
 
 
-@signals.worker_ready.connect
-def _warm_up(**_: Any) -> None:
-    get_runtime()
+at_process_start(_start)
 
 
 @signals.worker_shutdown.connect
 def _close(**_: Any) -> None:
-    reset_runtime()
+    stop_runtime()
+    close_process_sessions()

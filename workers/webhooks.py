@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from celery import signals
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, sessionmaker
 
-from shared.celery_app import celery_app
-from shared.db import make_engine, make_sessionmaker
+from shared.celery_app import at_process_start, celery_app
+from shared.db import close_process_sessions, open_process_sessions, process_sessions
 from shared.queues import TASK_DELIVER_WEBHOOK
 from shared.settings import get_settings
 from workers.webhook_delivery import deliver
 
-_sessions: sessionmaker[Session] | None = None
-_lock = threading.Lock()
+
+def _start() -> None:
+    open_process_sessions(get_settings().database_url)
 
 
-def sessions() -> sessionmaker[Session]:
-    """This process's session factory, built on first use."""
-    global _sessions
-    with _lock:
-        if _sessions is None:
-            _sessions = make_sessionmaker(make_engine(get_settings().database_url))
-        return _sessions
+at_process_start(_start)
 
 
 @celery_app.task(
@@ -40,10 +33,9 @@ def sessions() -> sessionmaker[Session]:
 )
 def deliver_task(delivery_id: str) -> str:
     """Attempt one webhook delivery if it is due."""
-    return deliver(sessions(), get_settings(), delivery_id)
+    return deliver(process_sessions(), get_settings(), delivery_id)
 
 
-@signals.worker_process_init.connect
-def _after_fork(**_: Any) -> None:
-    global _sessions
-    _sessions = None
+@signals.worker_shutdown.connect
+def _close(**_: Any) -> None:
+    close_process_sessions()

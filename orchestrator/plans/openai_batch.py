@@ -1,8 +1,8 @@
 """OpenAI Batch API jobs: validate the JSONL, answer lines in chunk steps, write the result files.
 
-Lines run as "rows" chunk steps on the batch lane (workers/rows.py hands them to
-workers/openai_batch.py); each line's response or error is a RowResult keyed by line number.
-When the chunks are done, the output and error JSONL files are written here, in line order.
+Lines run as "rows" chunk steps on the batch lane (workers/steps/openai_batch_lines.py answers
+them); each line's response or error is a RowResult keyed by line number. When the chunks are
+done, the output and error JSONL files are written here, in line order.
 """
 
 from __future__ import annotations

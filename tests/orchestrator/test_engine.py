@@ -19,7 +19,7 @@ from shared.keys import ensure_tenant
 from shared.migrate import upgrade
 from shared.models import Job, Step, utcnow
 from shared.settings import Settings
-from workers import leases
+from workers import lease
 
 
 class RecordingDispatcher:
@@ -78,10 +78,10 @@ def steps_of(session: Session, job_id: str) -> list[Step]:
 
 def finish_step(sessions: sessionmaker[Session], step_id: str, content: str) -> None:
     with session_scope(sessions) as s:
-        claimed = leases.claim(s, step_id, 30)
+        claimed = lease.claim(s, step_id, 30)
         assert claimed is not None
     with session_scope(sessions) as s:
-        assert leases.complete(s, step_id, claimed.token, {"content": content}, 3, 2)
+        assert lease.complete(s, step_id, claimed.token, {"content": content}, 3, 2)
 
 
 def test_plan_twice_creates_one_plan(sessions: sessionmaker[Session],
@@ -127,7 +127,7 @@ def test_a_stale_worker_cannot_overwrite_a_re_run_step(sessions: sessionmaker[Se
         engine.plan_job(s, SETTINGS, job_id)
         step_id = steps_of(s, job_id)[0].id
     with session_scope(sessions) as s:
-        first = leases.claim(s, step_id, 30)
+        first = lease.claim(s, step_id, 30)
         assert first is not None
         # The lease lapses (the worker hung); the sweep hands the step to another worker.
         s.execute(update(Step).where(Step.id == step_id)
@@ -135,13 +135,13 @@ def test_a_stale_worker_cannot_overwrite_a_re_run_step(sessions: sessionmaker[Se
     with session_scope(sessions) as s:
         assert sweep(s, SETTINGS).requeued_steps == 1
     with session_scope(sessions) as s:
-        second = leases.claim(s, step_id, 30)
+        second = lease.claim(s, step_id, 30)
         assert second is not None
         assert second.attempts == 2
     with session_scope(sessions) as s:
-        assert not leases.complete(s, step_id, first.token, {"content": "stale"}, 1, 1)
+        assert not lease.complete(s, step_id, first.token, {"content": "stale"}, 1, 1)
     with session_scope(sessions) as s:
-        assert leases.complete(s, step_id, second.token, {"content": "fresh"}, 1, 1)
+        assert lease.complete(s, step_id, second.token, {"content": "fresh"}, 1, 1)
         assert steps_of(s, job_id)[0].result == {"content": "fresh"}
 
 
@@ -158,7 +158,7 @@ def test_cancel_never_sends_unsent_steps(sessions: sessionmaker[Session],
         assert engine.cancel_job(s, s.get(Job, job_id))  # type: ignore[arg-type]
     sent_before = len(sent.sent)
     with session_scope(sessions) as s:
-        claimed = leases.claim(s, steps[0].id, 30)
+        claimed = lease.claim(s, steps[0].id, 30)
         assert claimed is None
         engine.step_done(s, SETTINGS, steps[0].id)
         assert {st.status for st in steps_of(s, job_id)} == {"cancelled"}
@@ -187,7 +187,7 @@ def test_sweep_fails_a_step_whose_worker_keeps_dying(sessions: sessionmaker[Sess
         step_id = steps_of(s, job_id)[0].id
     for _ in range(5):
         with session_scope(sessions) as s:
-            assert leases.claim(s, step_id, 30) is not None
+            assert lease.claim(s, step_id, 30) is not None
             s.execute(update(Step).where(Step.id == step_id)
                       .values(lease_expires_at=utcnow() - dt.timedelta(seconds=1)))
         with session_scope(sessions) as s:

@@ -11,8 +11,8 @@ import redis.asyncio as aredis
 
 from shared.backends import BackendConfig, ChatRequest, ChatResult, TransientBackendError
 from tests.fixtures.services import broker_namespace, drop_namespace
+from workers.admission import Admission
 from workers.breaker import BreakerOpen, CircuitBreaker
-from workers.guard import BackendGuard
 from workers.limits import BackendLimits
 
 
@@ -53,7 +53,7 @@ def test_breaker_opens_after_n_failures_then_one_probe_closes_it(
     asyncio.run(go())
 
 
-def test_guard_fails_fast_on_open_breaker_when_it_can_fail_over(
+def test_admission_fails_fast_on_open_breaker_when_it_can_fail_over(
     namespace: tuple[str, str],
 ) -> None:
     url, prefix = namespace
@@ -62,7 +62,7 @@ def test_guard_fails_fast_on_open_breaker_when_it_can_fail_over(
         client = aredis.Redis.from_url(url)
         breaker = CircuitBreaker(client, prefix, "b2", failures=2, cooldown_s=30,
                                  probe_lease_s=5)
-        guard = BackendGuard("b2", breaker, None, max_wait_s=0.3, fail_over=False)
+        admission = Admission("b2", breaker, None, max_wait_s=0.3, fail_over=False)
         request = ChatRequest(messages=[{"role": "user", "content": "x"}])
 
         async def down() -> ChatResult:
@@ -73,15 +73,15 @@ def test_guard_fails_fast_on_open_breaker_when_it_can_fail_over(
 
         for _ in range(5):  # 429s say the backend is alive: they never open the breaker
             with pytest.raises(TransientBackendError):
-                await guard.call(request, rate_limited)
+                await admission.call(request, rate_limited)
         for _ in range(2):
             with pytest.raises(TransientBackendError):
-                await guard.call(request, down)
+                await admission.call(request, down)
         start = time.monotonic()
         with pytest.raises(BreakerOpen, match="circuit breaker is open"):
-            await guard.call(request, down)
+            await admission.call(request, down)
         assert time.monotonic() - start >= 0.25  # waited (bounded) without a fallback
-        leaving = BackendGuard("b2", breaker, None, max_wait_s=30, fail_over=True)
+        leaving = Admission("b2", breaker, None, max_wait_s=30, fail_over=True)
         start = time.monotonic()
         with pytest.raises(BreakerOpen):
             await leaving.call(request, down)

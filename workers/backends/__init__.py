@@ -7,14 +7,15 @@ import httpx
 from shared.backends import BackendConfig
 from shared.settings import Settings
 from workers.backends.base import Adapter
+from workers.backends.local import LocalAdapter
+from workers.backends.ollama import OllamaAdapter
+from workers.backends.openai_wire import AzureOpenAIAdapter, OpenAIWireAdapter
 from workers.backends.pool import ShardedClient
 
 
 def build_adapter(config: BackendConfig, settings: Settings) -> Adapter:
     """The adapter for a configured backend instance, with its own connection pool."""
     if config.kind == "local":
-        from workers.backends.local import LocalAdapter
-
         return LocalAdapter(config, settings)
     client = ShardedClient(
         httpx.Timeout(config.timeout_s or settings.backend_timeout_s, connect=10.0),
@@ -22,11 +23,7 @@ def build_adapter(config: BackendConfig, settings: Settings) -> Adapter:
         max_keepalive=max(config.max_concurrency, 8),
     )
     if config.kind == "ollama":
-        from workers.backends.ollama import OllamaAdapter
-
         return OllamaAdapter(config, client)
-    from workers.backends.openai_wire import AzureOpenAIAdapter, OpenAIWireAdapter
-
     if config.kind == "azure_openai":
         return AzureOpenAIAdapter(config, client)
     return OpenAIWireAdapter(config, client)

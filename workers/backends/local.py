@@ -38,6 +38,7 @@ class LocalAdapter:
         if self._llama is None:
             if not self.path.is_file():
                 raise PermanentBackendError(f"local model file not found: {self.path}")
+            # Imported here: llama.cpp is heavy and only the local backend's workers need it.
             from llama_cpp import Llama
 
             self._llama = Llama(

@@ -1,7 +1,7 @@
 """OpenAI Batch API lines as rows of a chunk step: each line one chat completion, stored as it ends.
 
-The chunk loop (lease, heartbeat, storing, resuming) is workers/rows.py's; this module only
-says how a line is read and answered. A line's output is its `chat.completion` body (JSON), its
+The chunk loop (lease, heartbeat, storing, resuming) is workers/steps/chunks.py's; this module
+only says how a line is read and answered. A line's output is its `chat.completion` body (JSON), its
 error the backend's status and error body, so the output files can be written in OpenAI's form.
 """
 
@@ -16,44 +16,32 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
 
-from shared import storage
 from shared.backends import BackendError
-from shared.batching import row_slots
-from shared.db import session_scope
 from shared.logging import get_logger
-from shared.models import Job, RowResult
 from shared.openai_batch_input import read_span
 from shared.openai_compat import ChatCompletionRequest, completion_object, route_model
 from shared.redaction import guard_step
 from shared.settings import Settings
-from workers import leases
 from workers.backends.base import Adapter
-from workers.execute import run_llm_step
-from workers.rows import RowOutcome, _fail, drive_chunk, slots_for
+from workers.fallback import Chain
+from workers.lease import ClaimedStep
+from workers.llm import run_llm_step
 from workers.runtime import WorkerRuntime
+from workers.steps import chunks
+from workers.steps.chunks import RowOutcome
 
 log = get_logger(__name__)
 
 Span = tuple[int, int, int]  # line number, byte offset, length
 
 
-def _load(runtime: WorkerRuntime, claimed: leases.ClaimedStep) -> tuple[list[Span], Path, int]:
+def _load(runtime: WorkerRuntime, claimed: ClaimedStep) -> tuple[list[Span], Path, int]:
     """The chunk's lines not answered yet, the input file's path, and how many were."""
     spans = [(int(n), int(o), int(ln)) for n, o, ln in claimed.input.get("spans", [])]
-    with session_scope(runtime.sessions) as session:
-        job = session.get(Job, claimed.job_id)
-        if job is None or not job.input_file_id:
-            raise ValueError("the batch's input file is gone")
-        path = storage.path_for(runtime.settings.data_dir, job.tenant_id, job.input_file_id)
-        done = set(session.scalars(
-            select(RowResult.row_index).where(
-                RowResult.job_id == claimed.job_id,
-                RowResult.row_index.in_([s[0] for s in spans]),
-            )
-        ))
-    return [s for s in spans if s[0] not in done], path, len(done)
+    loaded = chunks.load(runtime, claimed, [s[0] for s in spans],
+                         "the batch's input file is gone")
+    return [s for s in spans if s[0] not in loaded.done], loaded.path, len(loaded.done)
 
 
 def _error(status: int | None, message: str, type_: str, param: str | None = None) -> str:
@@ -122,21 +110,21 @@ async def run_lines(
     await asyncio.gather(*(one(*span) for span in spans))
 
 
-def run_openai_lines(runtime: WorkerRuntime, claimed: leases.ClaimedStep) -> str:
+def run(runtime: WorkerRuntime, claimed: ClaimedStep, _chain: Chain) -> str:
     """Run a claimed chunk of Batch API lines to the end."""
     settings = runtime.settings
     try:
         adapter = runtime.adapter(claimed.backend)
-        # Issue 8: PII redaction for tenants that want it, before text leaves for a cloud.
+        # PII redaction for tenants that want it, before text leaves for a cloud.
         adapter = guard_step(runtime.sessions, runtime.backends, claimed, adapter)
         spans, path, skipped = _load(runtime, claimed)
     except (BackendError, OSError, ValueError) as exc:
-        _fail(runtime, claimed, getattr(exc, "message", None) or str(exc))
+        chunks.fail_chunk(runtime, claimed, getattr(exc, "message", None) or str(exc))
         return "failed"
-    slots = slots_for(claimed.backend, row_slots(settings, runtime.backends.get(claimed.backend)))
+    slots = chunks.slots_for(runtime, claimed.backend)
     results: queue.Queue[RowOutcome] = queue.Queue()
     expires = float(claimed.input.get("expires_at") or float("inf"))
     future = runtime.submit(
         run_lines(adapter, claimed.backend, path, spans, expires, settings, slots, results.put)
     )
-    return drive_chunk(runtime, claimed, future, results, skipped)
+    return chunks.drive(runtime, claimed, future, results, skipped)

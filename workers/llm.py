@@ -11,8 +11,8 @@ from shared import prompts
 from shared.analysis import InvalidAnswer, validate_answer
 from shared.backends import ChatRequest, ChatResult, PermanentBackendError
 from shared.settings import Settings
+from workers.admission import Admission
 from workers.backends.base import Adapter, DeltaSink
-from workers.guard import BackendGuard
 from workers.retry import call_with_retries
 
 
@@ -48,7 +48,7 @@ async def run_llm_step(
     model: str | None,
     settings: Settings,
     on_retry: Callable[[BaseException], None] | None = None,
-    guard: BackendGuard | None = None,
+    admission: Admission | None = None,
     on_delta: DeltaSink | None = None,
 ) -> StepOutput:
     """One LLM call with retries; typed analyses get one repair attempt on invalid JSON."""
@@ -56,9 +56,9 @@ async def run_llm_step(
     request = chat_request(step_input, model)
 
     async def once(req: ChatRequest, sink: DeltaSink | None) -> ChatResult:
-        if guard is None:
+        if admission is None:
             return await adapter.chat(req, sink)
-        return await guard.call(req, lambda: adapter.chat(req, sink))
+        return await admission.call(req, lambda: adapter.chat(req, sink))
 
     async def call(req: ChatRequest, sink: DeltaSink | None = None) -> ChatResult:
         return await call_with_retries(

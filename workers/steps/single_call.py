@@ -1,85 +1,30 @@
-"""One step from claim to stored result, with a heartbeat holding its lease meanwhile."""
+"""Steps that are one LLM call (chat, summarize, map, reduce, analyze): result stored, then done."""
 
 from __future__ import annotations
 
 import json
-import threading
-import time
 from concurrent.futures import CancelledError
-from typing import Any
 
 import redis
-import structlog
-from sqlalchemy.exc import OperationalError
-from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from shared.backends import BackendError, PermanentBackendError
 from shared.db import session_scope
 from shared.job_events import job_channel
 from shared.logging import get_logger
 from shared.redaction import guard_step
-from workers import fallback, leases
+from workers import fallback
 from workers import metrics as worker_metrics
 from workers.backends.base import DeltaSink
-from workers.execute import InvalidModelAnswer, StepOutput, run_llm_step
+from workers.fallback import Chain
+from workers.lease import ClaimedStep, complete, db_retry, fail
+from workers.llm import InvalidModelAnswer, StepOutput, run_llm_step
 from workers.runtime import WorkerRuntime
 
 log = get_logger(__name__)
 
-# The result is stored before the step counts as done; a database blip must not lose it
-# (losing it means calling, and paying, the backend again).
-_db_retry = retry(
-    retry=retry_if_exception_type(OperationalError),
-    wait=wait_exponential(multiplier=0.2, max=5),
-    stop=stop_after_delay(60),
-    reraise=True,
-)
-
-
-class Heartbeat(threading.Thread):
-    """Renews a step's lease; notices when the step was cancelled or taken over."""
-
-    def __init__(self, runtime: WorkerRuntime, step_id: str, token: str, on_lost: Any) -> None:
-        super().__init__(name=f"heartbeat-{step_id}", daemon=True)
-        self.runtime, self.step_id, self.token, self.on_lost = runtime, step_id, token, on_lost
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        settings = self.runtime.settings
-        while not self.stopped.wait(settings.heartbeat_s):
-            try:
-                with session_scope(self.runtime.sessions) as session:
-                    held = leases.renew(session, self.step_id, self.token, settings.step_lease_s)
-            except OperationalError:
-                continue  # the database will be back; the lease has slack for a few misses
-            if not held:
-                self.on_lost()
-                return
-
-
-def run_step(runtime: WorkerRuntime, step_id: str) -> str:
-    """Claim, run and store one step; returns what happened (for logs and tests)."""
-    settings = runtime.settings
-    with session_scope(runtime.sessions) as session:
-        claimed = leases.claim(session, step_id, settings.step_lease_s)
-        chain = fallback.chain_of(session, claimed.job_id) if claimed else fallback.Chain()
-    if claimed is None:
-        return "skipped"
-    structlog.contextvars.bind_contextvars(
-        step_id=claimed.id, job_id=claimed.job_id, tenant=claimed.tenant_id
-    )
-    started = time.monotonic()  # metrics (issue 9)
-    try:
-        outcome = _run_claimed(runtime, claimed, chain)
-        worker_metrics.step_ended(claimed.backend, claimed.kind, outcome,
-                                  time.monotonic() - started)  # metrics (issue 9)
-        return outcome
-    finally:
-        structlog.contextvars.unbind_contextvars("step_id", "job_id", "tenant")
-
 
 def _delta_sink(
-    runtime: WorkerRuntime, claimed: leases.ClaimedStep, retries: list[str]
+    runtime: WorkerRuntime, claimed: ClaimedStep, retries: list[str]
 ) -> DeltaSink | None:
     """Publishes a chat step's partial output on the job's channel (best effort)."""
     if claimed.kind != "chat" or not runtime.settings.stream_chat:
@@ -98,25 +43,18 @@ def _delta_sink(
     return publish
 
 
-def _run_claimed(
-    runtime: WorkerRuntime, claimed: leases.ClaimedStep, chain: fallback.Chain
-) -> str:
-    if claimed.kind == "rows":
-        # A batch chunk: many rows, each its own call, stored as they end (workers/rows.py).
-        from workers.rows import run_rows_step
-
-        return run_rows_step(runtime, claimed)
+def run(runtime: WorkerRuntime, claimed: ClaimedStep, chain: Chain) -> str:
+    """Call the backend (retries, admission, fail-over included) and store what it answered."""
     retries: list[str] = []
 
     def on_retry(exc: BaseException) -> None:
         retries.append(type(exc).__name__)
-        worker_metrics.retried(claimed.backend, exc)  # metrics (issue 9)
+        worker_metrics.retried(claimed.backend, exc)
         log.info("backend call retried", backend=claimed.backend, error=str(exc)[:200])
 
     try:
-        # metrics (issue 9): each backend call timed by outcome
         adapter = worker_metrics.timed(runtime.adapter(claimed.backend), claimed.backend)
-        # Issue 8: PII redaction for tenants that want it, before text leaves for a cloud.
+        # PII redaction for tenants that want it, before text leaves for a cloud.
         adapter = guard_step(runtime.sessions, runtime.backends, claimed, adapter)
     except PermanentBackendError as exc:
         _store_failure(runtime, claimed, exc, None)
@@ -125,11 +63,11 @@ def _run_claimed(
     future = runtime.submit(
         run_llm_step(
             adapter, claimed.input, claimed.model, runtime.settings, on_retry,
-            guard=runtime.guard(claimed.backend, fail_over=successor is not None),
+            admission=runtime.admission(claimed.backend, fail_over=successor is not None),
             on_delta=_delta_sink(runtime, claimed, retries),
         )
     )
-    heartbeat = Heartbeat(runtime, claimed.id, claimed.token, future.cancel)
+    heartbeat = runtime.heartbeat(claimed, on_lost=future.cancel)
     heartbeat.start()
     try:
         output = future.result()
@@ -149,10 +87,10 @@ def _run_claimed(
     return "succeeded"
 
 
-@_db_retry
+@db_retry
 def _fail_over(
     runtime: WorkerRuntime,
-    claimed: leases.ClaimedStep,
+    claimed: ClaimedStep,
     successor: str,
     model: str | None,
     exc: BackendError,
@@ -165,16 +103,16 @@ def _fail_over(
                 error=exc.message[:200])
 
 
-@_db_retry
+@db_retry
 def _store_success(
     runtime: WorkerRuntime,
-    claimed: leases.ClaimedStep,
+    claimed: ClaimedStep,
     output: StepOutput,
     retries: int,
     has_fallback: bool = False,
 ) -> None:
     with session_scope(runtime.sessions) as session:
-        stored = leases.complete(
+        stored = complete(
             session,
             claimed.id,
             claimed.token,
@@ -189,10 +127,10 @@ def _store_success(
     log.info("step finished", status="succeeded" if stored else "discarded", retries=retries)
 
 
-@_db_retry
+@db_retry
 def _store_failure(
     runtime: WorkerRuntime,
-    claimed: leases.ClaimedStep,
+    claimed: ClaimedStep,
     exc: BackendError,
     partial: StepOutput | None,
 ) -> None:
@@ -203,7 +141,7 @@ def _store_failure(
         "status": exc.status,
     }
     with session_scope(runtime.sessions) as session:
-        leases.fail(
+        fail(
             session,
             claimed.id,
             claimed.token,
