@@ -7,8 +7,9 @@ from collections.abc import Awaitable, Callable
 
 from shared.backends import ChatRequest, ChatResult, PermanentBackendError, TransientBackendError
 from shared.logging import get_logger
+from shared.tokens import call_tokens
 from workers.breaker import BreakerOpen, CircuitBreaker
-from workers.limits import BackendLimits, estimate_tokens
+from workers.limits import BackendLimits
 
 log = get_logger(__name__)
 
@@ -41,7 +42,7 @@ class Admission:
         await self._pass_breaker()
         if self.limits is None:
             return await self._watched(fn)
-        estimate = estimate_tokens(request.messages, request.max_tokens)
+        estimate = call_tokens(request.messages, request.max_tokens)
         async with self.limits.slot(estimate):
             result = await self._watched(fn)
         await self.limits.settle(estimate, result.prompt_tokens + result.completion_tokens)

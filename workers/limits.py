@@ -1,8 +1,9 @@
 """Per-backend concurrency and rate limits shared by every worker process through Redis.
 
 Concurrency is a semaphore of leased slots (a sorted set of holder → lease expiry), so a
-killed process's slot frees itself; requests and tokens per minute are one GCRA in Lua.
-A call over a limit waits for capacity instead of failing.
+killed process's slot frees itself; requests and tokens per minute are one GCRA check
+(shared.ratelimit, the same algorithm as the API's). A call over a limit waits for capacity
+instead of failing.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aredis
 
 from shared.backends import BackendConfig
+from shared.ratelimit import AsyncGcra, Limit
 
 _ACQUIRE = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
@@ -27,49 +29,7 @@ end
 return 0
 """
 
-# GCRA over two limits at once: KEYS = requests TAT, tokens TAT; ARGV = now, rpm, tpm, tokens.
-# Each limit tolerates a burst of one minute's allowance. Returns '0' (taken) or the wait.
-_RATE = """
-local now = tonumber(ARGV[1])
-local waits, tats = {}, {}
-local costs = {1, tonumber(ARGV[4])}
-for i = 1, 2 do
-  local limit = tonumber(ARGV[i + 1])
-  if limit > 0 then
-    local interval = 60.0 / limit
-    local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
-    if tat < now then tat = now end
-    tats[i] = tat + math.min(costs[i], limit) * interval
-    waits[i] = tats[i] - now - 60.0
-  else
-    waits[i] = 0
-  end
-end
-local wait = math.max(waits[1], waits[2])
-if wait > 0 then return tostring(wait) end
-for i = 1, 2 do
-  if tats[i] then redis.call('SET', KEYS[i], tostring(tats[i]), 'EX', 120) end
-end
-return '0'
-"""
-
-# Correct the tokens TAT by the difference between the estimate and the real usage.
-_ADJUST = """
-local now = tonumber(ARGV[1])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-tat = math.max(now, tat + tonumber(ARGV[2]) * 60.0 / tonumber(ARGV[3]))
-redis.call('SET', KEYS[1], tostring(tat), 'EX', 120)
-return 1
-"""
-
 POLL_S = 0.05
-
-
-def estimate_tokens(messages: list[dict[str, str]], max_tokens: int | None) -> int:
-    """A cheap upper-ish estimate before the call: ~4 characters a token plus the answer."""
-    chars = sum(len(m.get("content") or "") for m in messages)
-    return chars // 4 + (max_tokens or 256)
 
 
 class BackendLimits:
@@ -87,8 +47,7 @@ class BackendLimits:
         self.lease_s = lease_s
         self._client = client
         self._acquire = client.register_script(_ACQUIRE)
-        self._rate = client.register_script(_RATE)
-        self._adjust = client.register_script(_ADJUST)
+        self._gcra = AsyncGcra(client)
 
     @contextlib.asynccontextmanager
     async def slot(self, tokens: int) -> AsyncIterator[None]:
@@ -109,18 +68,18 @@ class BackendLimits:
         paused = await self._client.get(self.pause_key)
         if paused is not None:
             await asyncio.sleep(max(0.0, float(paused) - time.time()))
-        if not self.rpm and not self.tpm:
+        limits: list[Limit] = [
+            (key, limit, cost)
+            for key, limit, cost in ((self.rpm_key, self.rpm, 1), (self.tpm_key, self.tpm, tokens))
+            if limit > 0
+        ]
+        if not limits:
             return
         while True:
-            wait = float(
-                await self._rate(
-                    keys=[self.rpm_key, self.tpm_key],
-                    args=[time.time(), self.rpm, self.tpm, tokens],
-                )
-            )
-            if wait <= 0:
+            verdict = await self._gcra.take(limits)
+            if verdict.allowed:
                 return
-            await asyncio.sleep(min(wait, 5.0))
+            await asyncio.sleep(min(verdict.retry_us / 1_000_000, 5.0))
 
     async def _take_slot(self, holder: str) -> None:
         delay = POLL_S
@@ -143,9 +102,7 @@ class BackendLimits:
     async def settle(self, estimated: int, actual: int) -> None:
         """Charge the tokens a call really used instead of the estimate."""
         if self.tpm and actual and actual != estimated:
-            await self._adjust(
-                keys=[self.tpm_key], args=[time.time(), actual - estimated, self.tpm]
-            )
+            await self._gcra.settle(self.tpm_key, self.tpm, actual - estimated)
 
     async def pause(self, seconds: float) -> None:
         """The backend said its budget is spent: hold every caller back for `seconds`."""

@@ -25,11 +25,11 @@ from orchestrator.engine import cancel_job
 from shared import audit
 from shared.backends import configured_backends, default_backend
 from shared.dispatch import enqueue_plan
-from shared.documents.chunking import count_tokens
 from shared.ids import new_id
 from shared.metrics import record_job_created
 from shared.models import Job, Step
 from shared.settings import Settings
+from shared.tokens import messages_tokens
 
 STEPS_SHOWN = 50
 
@@ -112,7 +112,7 @@ def _check_context(
     config = configured_backends(settings).get(backend)
     if config is None:
         return
-    prompt = sum(count_tokens(m["content"]) + 4 for m in job_input["messages"])
+    prompt = messages_tokens(job_input["messages"])
     needed = prompt + (max_tokens or 0)
     if needed > config.context_tokens:
         raise ApiError(

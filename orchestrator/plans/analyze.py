@@ -17,20 +17,19 @@ from orchestrator.plans.base import (
 from orchestrator.plans.grouping import group_parts, split_text
 from shared import prompts, storage
 from shared.analysis import InvalidAnswer, json_schema_for, validate_answer
-from shared.documents import ExtractionError, count_tokens, extract_text
+from shared.documents import ExtractionError, extract_text
 from shared.models import Step
 from shared.settings import Settings
+from shared.tokens import messages_tokens
 
 ANSWER_TOKENS = 512
-# Role markers and separators a chat template adds around each message.
-MESSAGE_OVERHEAD_TOKENS = 8
 # Merged without another model call: arithmetic does it better.
 MERGED_LOCALLY = {"sentiment", "classification", "entities"}
 
 
 def prompt_tokens(messages: list[dict[str, str]]) -> int:
     """Tokens the fixed part of a prompt takes."""
-    return sum(count_tokens(m["content"]) + MESSAGE_OVERHEAD_TOKENS for m in messages)
+    return messages_tokens(messages)
 
 
 def answer_tokens(options: dict[str, Any]) -> int:

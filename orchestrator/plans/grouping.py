@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from shared.documents.chunking import budget_for, chunk_text, count_tokens
+from shared.documents.chunking import budget_for, chunk_text
+from shared.tokens import count_tokens
 
 PROMPT_TOKENS = 200
 
@@ -32,7 +33,7 @@ def group_parts(
     groups: list[list[str]] = [[]]
     used = 0
     for part in parts:
-        cost = count_tokens(part) + 8
+        cost = count_tokens(part) + 8  # the separator and label around each part
         if groups[-1] and used + cost > budget and len(groups[-1]) >= 2:
             groups.append([])
             used = 0

@@ -1,39 +1,11 @@
-"""Token estimation and structure-aware chunking of long texts for chunk → map → reduce jobs."""
+"""Structure-aware chunking of long texts for chunk → map → reduce jobs."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
 
-# Scripts written without spaces; a BPE vocabulary spends about one token per character on them.
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f"
-_ASCII_WORD = re.compile(r"[A-Za-z]+")
-_NUMBER = re.compile(r"\d+")
-_CJK_CHAR = re.compile(f"[{_CJK}]")
-_OTHER_WORD = re.compile(f"[^\\W\\d_A-Za-z{_CJK}]+")
-_SYMBOL = re.compile(r"[^\w\s]|_")
-_WHITESPACE = re.compile(r"\s+")
-_SINGLE_SPACE = re.compile(r"(?<!\s) (?!\s)")
-
-
-def count_tokens(text: str) -> int:
-    """Estimate the number of BPE tokens in `text` without any tokenizer download.
-
-    ASCII words count one token per started 4 letters, other alphabetic words one per 2 letters,
-    numbers one per 3 digits, every CJK character and punctuation mark one, and every whitespace
-    run other than a single space one. On English prose this comes to about 3.4-3.6 characters
-    per token, so it slightly overestimates cl100k (about 4 characters per token); that slack
-    keeps chunk budgets safe for models with smaller vocabularies too. CJK text may need more
-    tokens than estimated with cl100k-sized vocabularies, so keep a margin there.
-    """
-    if not text:
-        return 0
-    tokens = sum((len(w) + 3) // 4 for w in _ASCII_WORD.findall(text))
-    tokens += sum((len(n) + 2) // 3 for n in _NUMBER.findall(text))
-    tokens += sum((len(w) + 1) // 2 for w in _OTHER_WORD.findall(text))
-    tokens += len(_CJK_CHAR.findall(text)) + len(_SYMBOL.findall(text))
-    tokens += len(_WHITESPACE.findall(text)) - len(_SINGLE_SPACE.findall(text))
-    return tokens
+from shared.tokens import count_tokens
 
 
 def budget_for(context_tokens: int, prompt_tokens: int, answer_tokens: int) -> int:
