@@ -31,7 +31,7 @@ test-fault-full: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy api workers orchestrator shared
+	$(BIN)/mypy api workers orchestrator shared cli
 	$(BIN)/python -c "from shared.migrate import upgrade, check; \
 		import tempfile, os; p = os.path.join(tempfile.mkdtemp(), 'check.db'); \
 		upgrade('sqlite:///' + p); check('sqlite:///' + p); print('alembic check: ok')"

@@ -1,13 +1,13 @@
-"""Absolute URLs for Location headers, honouring PUBLIC_BASE_URL behind a proxy."""
+"""Absolute URLs the API hands out: one base for every answer, from the settings."""
 
 from __future__ import annotations
 
 from fastapi import Request
 
+from shared.settings import Settings
+
 
 def base_url(request: Request) -> str:
-    """Scheme, host and root path the client used (or the configured public base)."""
-    configured = request.app.state.settings.public_base_url
-    if configured:
-        return str(configured).rstrip("/")
-    return str(request.base_url).rstrip("/")
+    """The configured public base (LLMJOBS_PUBLIC_BASE_URL, else the API's own address)."""
+    settings: Settings = request.app.state.settings
+    return settings.api_base_url

@@ -1,30 +1,28 @@
-"""The job state machine: plan, dispatch, advance on finished steps, finish, cancel.
+"""Multi-step jobs: plan them, send ready steps, advance on finished steps.
 
-Every transition is a conditional UPDATE, so a message delivered twice changes nothing.
+The job transitions themselves are `shared.jobs.transitions`; every one is a conditional
+UPDATE, so a message delivered twice changes nothing.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from orchestrator.plans import Outcome, PlanContext, PlanError, StepSpec, planner_for
-from shared import metrics
 from shared.backends import configured_backends
 from shared.batching import batch_window
 from shared.db import changed
 from shared.dispatch import enqueue_step
 from shared.ids import new_id
+from shared.jobs import transitions
+from shared.jobs.notify import job_progress
+from shared.jobs.status import JobStatus, StepStatus, step_is_terminal
+from shared.jobs.transitions import ROW_JOB_TYPES
 from shared.models import Job, Step, utcnow
 from shared.quotas import running_cap_reached
 from shared.settings import Settings, get_settings
 
-TERMINAL_STEP = ("succeeded", "failed", "cancelled")
-TERMINAL_JOB = ("succeeded", "failed", "cancelled")
-# Jobs whose progress counts rows (RowResult), not steps.
-ROW_JOB_TYPES = ("batch", "openai_batch")
 # Batch lanes send a window of steps per job (shared.batching.batch_window) so cancel is quick
 # and jobs share a backend.
 
@@ -37,29 +35,22 @@ def _context(job: Job, settings: Settings) -> PlanContext:
 def plan_job(session: Session, settings: Settings, job_id: str) -> None:
     """Create a queued job's first steps and send them; nothing if already planned."""
     job = session.get(Job, job_id)
-    if job is None or job.status != "queued" or job.stage >= 0:
+    if job is None or job.status != JobStatus.QUEUED or job.stage >= 0:
         return
     if job.run_after is not None and job.run_after > utcnow():
         return
-    # Issue 8: a tenant at its running-jobs cap keeps this job queued; it is planned again
+    # A tenant at its running-jobs cap keeps this job queued; it is planned again
     # when one of the tenant's jobs ends (shared.quotas.release_held) or by the sweep.
     if running_cap_reached(session, settings, job.tenant_id):
         return
     try:
         specs = planner_for(job.type).first(_context(job, settings))
     except PlanError as exc:
-        _finish(session, job, "failed",
-                error={"type": exc.code, "message": exc.message, **exc.details})
+        transitions.finish(session, job, JobStatus.FAILED,
+                           error={"type": exc.code, "message": exc.message, **exc.details})
         return
-    now = utcnow()
-    won = changed(session,
-        update(Job)
-        .where(Job.id == job_id, Job.status == "queued", Job.stage == -1)
-        .values(status="running", stage=0, started_at=now, updated_at=now)
-    )
-    if not won:
+    if not transitions.start(session, job):
         return
-    session.refresh(job)
     _add_steps(session, job, 0, specs)
     dispatch_ready(session, job)
 
@@ -75,7 +66,7 @@ def _add_steps(session: Session, job: Job, stage: int, specs: list[StepSpec]) ->
                 stage=stage,
                 seq=seq,
                 lane=spec.lane,
-                status="pending",
+                status=StepStatus.PENDING,
                 backend=job.backend,
                 model=job.model,
                 input=spec.input,
@@ -91,7 +82,8 @@ def dispatch_ready(session: Session, job: Job) -> int:
     pending = list(
         session.scalars(
             select(Step)
-            .where(Step.job_id == job.id, Step.stage == job.stage, Step.status == "pending")
+            .where(Step.job_id == job.id, Step.stage == job.stage,
+                   Step.status == StepStatus.PENDING)
             .order_by(Step.seq)
         )
     )
@@ -101,7 +93,8 @@ def dispatch_ready(session: Session, job: Job) -> int:
         in_flight = session.scalar(
             select(func.count())
             .select_from(Step)
-            .where(Step.job_id == job.id, Step.status.in_(("queued", "running")))
+            .where(Step.job_id == job.id,
+                   Step.status.in_((StepStatus.QUEUED, StepStatus.RUNNING)))
         ) or 0
         settings = get_settings()
         window = batch_window(settings, configured_backends(settings).get(job.backend))
@@ -111,8 +104,8 @@ def dispatch_ready(session: Session, job: Job) -> int:
     for step in pending:
         won = changed(session,
             update(Step)
-            .where(Step.id == step.id, Step.status == "pending")
-            .values(status="queued", dispatched_at=now)
+            .where(Step.id == step.id, Step.status == StepStatus.PENDING)
+            .values(status=StepStatus.QUEUED, dispatched_at=now)
         )
         if won:
             enqueue_step(session, step.id, step.backend, step.lane)
@@ -126,19 +119,17 @@ def step_done(session: Session, settings: Settings, step_id: str) -> None:
     if step is None:
         return
     job = session.get(Job, step.job_id)
-    if job is None or job.status != "running":
+    if job is None or job.status != JobStatus.RUNNING:
         return
-    _refresh_progress(session, job)
+    transitions.refresh_progress(session, job)
     stage = job.stage
     stage_steps = list(
         session.scalars(
             select(Step).where(Step.job_id == job.id, Step.stage == stage).order_by(Step.seq)
         )
     )
-    if any(s.status not in TERMINAL_STEP for s in stage_steps):
+    if not all(step_is_terminal(s.status) for s in stage_steps):
         dispatch_ready(session, job)
-        from orchestrator.events import job_progress
-
         job_progress(session, job)
         return
     advance(session, settings, job, stage, stage_steps)
@@ -154,7 +145,7 @@ def advance(
         outcome = Outcome(error={"type": exc.code, "message": exc.message, **exc.details})
     won = changed(session,
         update(Job)
-        .where(Job.id == job.id, Job.stage == stage, Job.status == "running")
+        .where(Job.id == job.id, Job.stage == stage, Job.status == JobStatus.RUNNING)
         .values(stage=stage + 1, updated_at=utcnow())
     )
     if not won:
@@ -164,90 +155,8 @@ def advance(
         _add_steps(session, job, stage + 1, outcome.steps)
         dispatch_ready(session, job)
     elif outcome.error is not None:
-        _finish(session, job, "failed", error=outcome.error, result=outcome.result,
-                output_file_id=outcome.output_file_id)
+        transitions.finish(session, job, JobStatus.FAILED, error=outcome.error,
+                           result=outcome.result, output_file_id=outcome.output_file_id)
     else:
-        _finish(session, job, outcome.status, result=outcome.result or {},
-                output_file_id=outcome.output_file_id)
-
-
-def _refresh_progress(session: Session, job: Job) -> None:
-    if job.type in ROW_JOB_TYPES:
-        return
-    done, failed, prompt, completion = session.execute(
-        select(
-            func.count().filter(Step.status == "succeeded"),
-            func.count().filter(Step.status == "failed"),
-            func.coalesce(func.sum(Step.prompt_tokens), 0),
-            func.coalesce(func.sum(Step.completion_tokens), 0),
-        ).where(Step.job_id == job.id)
-    ).one()
-    job.progress_done, job.progress_failed = done, failed
-    job.prompt_tokens, job.completion_tokens = prompt, completion
-    session.flush()
-
-
-def _finish(
-    session: Session,
-    job: Job,
-    status: str,
-    *,
-    result: dict[str, Any] | None = None,
-    error: dict[str, Any] | None = None,
-    output_file_id: str | None = None,
-) -> bool:
-    now = utcnow()
-    won = changed(session,
-        update(Job)
-        .where(Job.id == job.id, Job.status.in_(("queued", "running")))
-        .values(
-            status=status,
-            result=result,
-            error=error,
-            output_file_id=output_file_id,
-            finished_at=now,
-            updated_at=now,
-        )
-    )
-    if won:
-        session.refresh(job)
-        _refresh_progress(session, job)
-        from orchestrator.events import job_finished
-
-        job_finished(session, job)
-        metrics.record_job_end(session, job)
-    return bool(won)
-
-
-def cancel_job(session: Session, job: Job) -> bool:
-    """Cancel a queued or running job: unsent steps are never sent, running ones are told."""
-    now = utcnow()
-    won = changed(session,
-        update(Job)
-        .where(Job.id == job.id, Job.status.in_(("queued", "running")))
-        .values(status="cancelled", cancel_requested=True, finished_at=now, updated_at=now)
-    )
-    if not won:
-        return False
-    session.execute(
-        update(Step)
-        .where(Step.job_id == job.id, Step.status.in_(("pending", "queued", "running")))
-        .values(status="cancelled", finished_at=now, lease_token=None)
-    )
-    session.refresh(job)
-    from orchestrator.events import job_finished
-
-    job_finished(session, job)
-    metrics.record_job_end(session, job)
-    return True
-
-
-def fail_job(session: Session, job: Job, error: dict[str, Any]) -> bool:
-    """Fail a job that can make no progress (expired, unplannable)."""
-    now = utcnow()
-    session.execute(
-        update(Step)
-        .where(Step.job_id == job.id, Step.status.in_(("pending", "queued", "running")))
-        .values(status="cancelled", finished_at=now, lease_token=None)
-    )
-    return _finish(session, job, "failed", error=error)
+        transitions.finish(session, job, JobStatus(outcome.status), result=outcome.result or {},
+                           output_file_id=outcome.output_file_id)

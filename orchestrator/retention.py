@@ -12,6 +12,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from shared.db import after_commit
+from shared.jobs.status import JOB_TERMINAL
 from shared.logging import get_logger
 from shared.models import Job, RowResult, Step, StoredFile, utcnow
 from shared.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookProgressMark
@@ -19,7 +20,6 @@ from shared.settings import Settings
 from shared.storage import is_temp_file, path_for
 
 log = get_logger(__name__)
-FINISHED_JOB = ("succeeded", "failed", "cancelled")
 # A file still being written is renamed into place within seconds; one this old was left by
 # a process killed mid-write (an upload, a result workbook).
 STALE_TEMP_AGE_S = 3600.0
@@ -65,7 +65,7 @@ def _count(session: Session, statement: object) -> int:
 
 def _purge_jobs(session: Session, cutoff: dt.datetime, limit: int, report: PurgeReport) -> None:
     ids = list(session.scalars(
-        select(Job.id).where(Job.status.in_(FINISHED_JOB), Job.finished_at < cutoff).limit(limit)
+        select(Job.id).where(Job.status.in_(JOB_TERMINAL), Job.finished_at < cutoff).limit(limit)
     ))
     if not ids:
         return

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from orchestrator.engine import TERMINAL_STEP, advance, dispatch_ready, fail_job
+from orchestrator.engine import advance, dispatch_ready
 from shared.db import changed
 from shared.dispatch import enqueue_plan, enqueue_step, enqueue_step_done
+from shared.jobs import transitions
+from shared.jobs.status import JOB_ACTIVE, JobStatus, StepStatus, step_is_terminal
 from shared.models import Job, Step, utcnow
 from shared.settings import Settings
 
@@ -49,16 +51,18 @@ def sweep(
 
 def _requeue_lapsed(session: Session, now: dt.datetime, report: SweepReport) -> None:
     lapsed = session.scalars(
-        select(Step).where(Step.status == "running", Step.lease_expires_at < now).limit(500)
+        select(Step)
+        .where(Step.status == StepStatus.RUNNING, Step.lease_expires_at < now)
+        .limit(500)
     ).all()
     for step in lapsed:
         if step.attempts >= MAX_LEASE_LOSSES:
             won = changed(session,
                 update(Step)
-                .where(Step.id == step.id, Step.status == "running",
+                .where(Step.id == step.id, Step.status == StepStatus.RUNNING,
                        Step.lease_token == step.lease_token)
                 .values(
-                    status="failed",
+                    status=StepStatus.FAILED,
                     lease_token=None,
                     finished_at=now,
                     error={
@@ -73,9 +77,10 @@ def _requeue_lapsed(session: Session, now: dt.datetime, report: SweepReport) -> 
             continue
         won = changed(session,
             update(Step)
-            .where(Step.id == step.id, Step.status == "running",
+            .where(Step.id == step.id, Step.status == StepStatus.RUNNING,
                    Step.lease_token == step.lease_token)
-            .values(status="queued", lease_token=None, lease_expires_at=None, dispatched_at=now)
+            .values(status=StepStatus.QUEUED, lease_token=None, lease_expires_at=None,
+                    dispatched_at=now)
         )
         if won:
             enqueue_step(session, step.id, step.backend, step.lane)
@@ -91,7 +96,7 @@ def _resend_lost_steps(
 ) -> None:
     cutoff = now - dt.timedelta(seconds=settings.queued_resend_after_s)
     stale = session.scalars(
-        select(Step).where(Step.status == "queued", Step.dispatched_at < cutoff).limit(500)
+        select(Step).where(Step.status == StepStatus.QUEUED, Step.dispatched_at < cutoff).limit(500)
     ).all()
     for step in stale:
         # A message still waiting in a busy queue is not lost; only re-send into an empty one.
@@ -108,7 +113,7 @@ def _resend_lost_plans(
     cutoff = now - dt.timedelta(seconds=settings.queued_resend_after_s)
     jobs = session.scalars(
         select(Job)
-        .where(Job.status == "queued", Job.stage == -1, Job.updated_at < cutoff)
+        .where(Job.status == JobStatus.QUEUED, Job.stage == -1, Job.updated_at < cutoff)
         .limit(500)
     ).all()
     for job in jobs:
@@ -124,7 +129,7 @@ def _advance_stalled(
 ) -> None:
     cutoff = now - dt.timedelta(seconds=settings.queued_resend_after_s)
     jobs = session.scalars(
-        select(Job).where(Job.status == "running", Job.updated_at < cutoff).limit(200)
+        select(Job).where(Job.status == JobStatus.RUNNING, Job.updated_at < cutoff).limit(200)
     ).all()
     for job in jobs:
         steps = list(
@@ -133,7 +138,7 @@ def _advance_stalled(
                 .order_by(Step.seq)
             )
         )
-        if steps and all(s.status in TERMINAL_STEP for s in steps):
+        if steps and all(step_is_terminal(s.status) for s in steps):
             advance(session, settings, job, job.stage, steps)
             report.advanced_jobs += 1
         elif dispatch_ready(session, job):
@@ -143,13 +148,13 @@ def _advance_stalled(
 def _expire(session: Session, settings: Settings, now: dt.datetime, report: SweepReport) -> None:
     cutoff = now - dt.timedelta(seconds=settings.job_max_age_s)
     jobs = session.scalars(
-        select(Job).where(Job.status.in_(("queued", "running")), Job.created_at < cutoff)
+        select(Job).where(Job.status.in_(JOB_ACTIVE), Job.created_at < cutoff)
         .limit(200)
     ).all()
     for job in jobs:
         if job.run_after is not None and job.run_after > now:
             continue
-        if fail_job(
+        if transitions.fail(
             session,
             job,
             {"type": "expired", "message": "the job did not finish within its maximum age"},

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shared.models import Job
 from shared.openai_compat import ModelNotFound, route_model
 from shared.settings import Settings
+
+WINDOW = dt.timedelta(hours=24)  # the only completion_window OpenAI offers
+
+
+def expires_at(job: Job) -> dt.datetime:
+    """When a Batch API job's completion window closes."""
+    return job.created_at + WINDOW
+
 
 MAX_ERRORS = 100  # errors listed on a failed batch; enough to fix a file, not a flood
 

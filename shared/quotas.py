@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared.dispatch import enqueue_plan
+from shared.jobs.status import JobStatus
 from shared.models import Job, Tenant, utcnow
 from shared.settings import Settings
 
@@ -62,7 +63,7 @@ def running_cap_reached(session: Session, settings: Settings, tenant_id: str) ->
         return False
     running = session.scalar(
         select(func.count()).select_from(Job).where(
-            Job.tenant_id == tenant_id, Job.status == "running"
+            Job.tenant_id == tenant_id, Job.status == JobStatus.RUNNING
         )
     )
     return int(running or 0) >= cap
@@ -78,7 +79,7 @@ def release_held(session: Session, settings: Settings, tenant_id: str) -> int:
         return 0
     held = session.scalars(
         select(Job.id)
-        .where(Job.tenant_id == tenant_id, Job.status == "queued", Job.stage == -1)
+        .where(Job.tenant_id == tenant_id, Job.status == JobStatus.QUEUED, Job.stage == -1)
         .order_by(Job.created_at, Job.id)
         .limit(cap)
     ).all()

@@ -29,7 +29,9 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     public_base_url: str | None = Field(
-        None, description="Absolute base for Location headers when behind a proxy"
+        None,
+        description="Absolute base of every URL the system hands out (Location headers, "
+        "output files, webhook payloads); default: http://<api_host>:<api_port>",
     )
     log_level: str = "INFO"
     log_json: bool = True
@@ -210,6 +212,17 @@ class Settings(BaseSettings):
     def cors_origin_list(self) -> list[str]:
         """LLMJOBS_CORS_ORIGINS split into origins."""
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def api_base_url(self) -> str:
+        """The one base of the URLs clients are given: the public base, else the API's address."""
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/")
+        # A wildcard bind address is not something a client can connect to.
+        host = "127.0.0.1" if self.api_host in ("0.0.0.0", "::", "") else self.api_host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.api_port}"
 
     @property
     def broker_url(self) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Request, Response
+from fastapi import APIRouter, Body, Response
 from pydantic import ValidationError
 
 from api.deps import SessionDep, SettingsDep
@@ -40,34 +40,34 @@ def _build(model: type[ChatJobCreate | SummarizeJobCreate | AnalyzeJobCreate],
 @router.post("/chat", status_code=202, response_model=JobOut, summary="Chat",
              description="Ask a model one question." + ASYNC_NOTE, operation_id="Chat",
              responses=_RESPONSES)
-def chat(request: Request, response: Response, body: Annotated[ChatAction, Body()],
+def chat(response: Response, body: Annotated[ChatAction, Body()],
          caller: WriteCaller, session: SessionDep, settings: SettingsDep) -> JobOut:
     messages = [{"role": "system", "content": body.system}] if body.system else []
     messages.append({"role": "user", "content": body.prompt})
     options = {"temperature": body.temperature, "max_tokens": body.max_tokens}
     job = _build(ChatJobCreate, {"type": "chat", "input": {"messages": messages},
                                  "options": options, **_common(body)})
-    return jobs_routes.create_job(request, response, job, caller, session, settings)
+    return jobs_routes.create_job(response, job, caller, session, settings)
 
 
 @router.post("/summarize", status_code=202, response_model=JobOut, summary="Summarize text",
              description="Summarize a text of any length (long ones in several steps)."
              + ASYNC_NOTE, operation_id="SummarizeText", responses=_RESPONSES)
-def summarize(request: Request, response: Response, body: Annotated[SummarizeAction, Body()],
+def summarize(response: Response, body: Annotated[SummarizeAction, Body()],
               caller: WriteCaller, session: SessionDep, settings: SettingsDep) -> JobOut:
     data = {"text": body.text, "instructions": body.instructions, "max_words": body.max_words}
     job = _build(SummarizeJobCreate, {"type": "summarize", "input": data, **_common(body)})
-    return jobs_routes.create_job(request, response, job, caller, session, settings)
+    return jobs_routes.create_job(response, job, caller, session, settings)
 
 
 @router.post("/analyze", status_code=202, response_model=JobOut, summary="Analyze document",
              description="Summary, sentiment, classification, key points, entities or a custom "
              "analysis of a document, with a typed result." + ASYNC_NOTE,
              operation_id="AnalyzeDocument", responses=_RESPONSES)
-def analyze(request: Request, response: Response, body: Annotated[AnalyzeAction, Body()],
+def analyze(response: Response, body: Annotated[AnalyzeAction, Body()],
             caller: WriteCaller, session: SessionDep, settings: SettingsDep) -> JobOut:
     document = {"text": body.text, "file_id": body.file_id}
     data = {"document": {k: v for k, v in document.items() if v is not None},
             "analysis": body.analysis, "labels": body.labels, "instructions": body.instructions}
     job = _build(AnalyzeJobCreate, {"type": "analyze", "input": data, **_common(body)})
-    return jobs_routes.create_job(request, response, job, caller, session, settings)
+    return jobs_routes.create_job(response, job, caller, session, settings)

@@ -5,15 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Request, Response, UploadFile
+from fastapi import APIRouter, File, Form, Response, UploadFile
 from fastapi.responses import FileResponse
 
 from api.deps import Caller, SessionDep, SettingsDep, require_scope
 from api.schemas.common import error_responses
 from api.schemas.jobs import JobOut
 from api.services import batch as service
-from api.services.jobs import job_out
-from api.urls import base_url
+from shared.jobs.view import job_url, job_view
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -40,7 +39,6 @@ _OUTPUT_TYPES: dict[str, object] = {
     responses=error_responses(400, 401, 413, 422, 429),
 )
 def batch_summarize(
-    request: Request,
     response: Response,
     file: Annotated[UploadFile, File(description=".xlsx, .csv or .jsonl")],
     column: Annotated[str, Form(min_length=1, max_length=255,
@@ -87,9 +85,9 @@ def batch_summarize(
         max_tokens=max_tokens,
     )
     job = service.create_batch_job(session, settings, caller.tenant_id, file.file, req)
-    response.headers["Location"] = f"{base_url(request)}/v1/jobs/{job.id}"
+    response.headers["Location"] = job_url(settings, job.id)
     response.headers["Retry-After"] = str(settings.poll_retry_after_s)
-    return job_out(session, job, base_url(request))
+    return job_view(session, settings, job)
 
 
 @router.get(

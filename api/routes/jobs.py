@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import APIRouter, Body, Query, Response
 
 from api.deps import Caller, SessionDep, SettingsDep, require_scope
 from api.errors import ApiError
 from api.schemas.common import error_responses
-from api.schemas.jobs import JobCreate, JobList, JobOut, JobStatus
+from api.schemas.jobs import JobCreate, JobList, JobOut
 from api.services import files as files_service
 from api.services import jobs as service
-from api.urls import base_url
+from shared.jobs.status import JOB_ACTIVE, JobStatus
+from shared.jobs.view import job_url, job_view
+from shared.settings import Settings
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -20,9 +22,9 @@ ReadCaller = Annotated[Caller, require_scope("jobs:read")]
 WriteCaller = Annotated[Caller, require_scope("jobs:write")]
 
 
-def _polling_headers(response: Response, request: Request, job_id: str, retry_after: int) -> None:
-    response.headers["Location"] = f"{base_url(request)}/v1/jobs/{job_id}"
-    response.headers["Retry-After"] = str(retry_after)
+def _polling_headers(response: Response, settings: Settings, job_id: str) -> None:
+    response.headers["Location"] = job_url(settings, job_id)
+    response.headers["Retry-After"] = str(settings.poll_retry_after_s)
 
 
 @router.post(
@@ -36,7 +38,6 @@ def _polling_headers(response: Response, request: Request, job_id: str, retry_af
     responses=error_responses(401, 413, 422, 429),
 )
 def create_job(
-    request: Request,
     response: Response,
     body: Annotated[JobCreate, Body()],
     caller: WriteCaller,
@@ -49,8 +50,8 @@ def create_job(
             session, caller.tenant_id, body.input.document.file_id
         )
     job = service.create_job(session, settings, caller.tenant_id, body, **extra)
-    _polling_headers(response, request, job.id, settings.poll_retry_after_s)
-    return service.job_out(session, job, base_url(request))
+    _polling_headers(response, settings, job.id)
+    return job_view(session, settings, job)
 
 
 @router.get(
@@ -65,7 +66,6 @@ def create_job(
 )
 def get_job(
     job_id: str,
-    request: Request,
     response: Response,
     caller: ReadCaller,
     session: SessionDep,
@@ -73,14 +73,14 @@ def get_job(
     fail_on_error: Annotated[bool, Query(description="Failed → 500, cancelled → 409")] = False,
 ) -> JobOut:
     job = service.get_job(session, caller.tenant_id, job_id)
-    out = service.job_out(session, job, base_url(request))
-    if job.status in ("queued", "running"):
+    out = job_view(session, settings, job)
+    if job.status in JOB_ACTIVE:
         response.status_code = 202
-        _polling_headers(response, request, job.id, settings.poll_retry_after_s)
-    elif fail_on_error and job.status == "failed":
+        _polling_headers(response, settings, job.id)
+    elif fail_on_error and job.status == JobStatus.FAILED:
         message = (job.error or {}).get("message", "the job failed")
         raise ApiError(500, f"job {job.id} failed: {message}", type="internal")
-    elif fail_on_error and job.status == "cancelled":
+    elif fail_on_error and job.status == JobStatus.CANCELLED:
         raise ApiError(409, f"job {job.id} was cancelled")
     return out
 
@@ -94,9 +94,9 @@ def get_job(
     responses=error_responses(401, 422),
 )
 def list_jobs(
-    request: Request,
     caller: ReadCaller,
     session: SessionDep,
+    settings: SettingsDep,
     status: JobStatus | None = None,
     type: Literal["chat", "summarize", "analyze", "batch", "openai_batch"] | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -105,9 +105,8 @@ def list_jobs(
     rows, has_more = service.list_jobs(
         session, caller.tenant_id, status=status, job_type=type, limit=limit, after=after
     )
-    base = base_url(request)
     return JobList(
-        data=[service.job_out(session, j, base, with_steps=False) for j in rows],
+        data=[job_view(session, settings, j, with_steps=False) for j in rows],
         has_more=has_more,
         next_after=rows[-1].id if has_more and rows else None,
     )
@@ -123,7 +122,7 @@ def list_jobs(
     responses=error_responses(401, 404, 409),
 )
 def cancel_job(
-    job_id: str, request: Request, caller: WriteCaller, session: SessionDep
+    job_id: str, caller: WriteCaller, session: SessionDep, settings: SettingsDep
 ) -> JobOut:
     job = service.cancel(session, caller.tenant_id, job_id)
-    return service.job_out(session, job, base_url(request))
+    return job_view(session, settings, job)

@@ -15,6 +15,7 @@ from api.deps import Caller, SessionDep, SettingsDep, release_db_slot, require_s
 from api.schemas.common import error_responses
 from api.schemas.openai_chat import ChatCompletion, ChatCompletionRequest
 from api.services import openai_chat as service
+from shared.jobs.status import JobStatus
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -77,6 +78,6 @@ async def create_chat_completion(
         done = await service.wait_for_job(gate, sessions, job.id, deadline)
     if done is None:
         raise service.timeout_error(job.id, timeout)
-    if done.status != "succeeded":
+    if done.status != JobStatus.SUCCEEDED:
         raise service.job_error(done)
     return ChatCompletion.model_validate(service.completion(done, body.model))

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Annotated, Any, Literal, NotRequired
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     HttpUrl,
-    SerializerFunctionWrapHandler,
-    model_serializer,
     model_validator,
 )
-from typing_extensions import TypedDict
 
 from shared.analysis import check_result_schema
+from shared.jobs.view import JobOut, Progress, StepCount, StepOut, Usage
 
-JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-
+__all__ = ["JobOut", "Progress", "StepCount", "StepOut", "Usage"]
 
 class Message(BaseModel):
     role: Literal["system", "user", "assistant"]
@@ -125,80 +121,6 @@ class AnalyzeJobCreate(_JobCreateBase):
 JobCreate = Annotated[
     ChatJobCreate | SummarizeJobCreate | AnalyzeJobCreate, Field(discriminator="type")
 ]
-
-
-class ProgressOut(TypedDict):
-    """Progress as serialised: chunk counts only for jobs that split their input."""
-
-    total: int
-    done: int
-    failed: int
-    chunks: NotRequired[int]
-    chunks_done: NotRequired[int]
-
-
-class Progress(BaseModel):
-    total: int
-    done: int
-    failed: int
-    chunks: int | None = Field(None, description="Chunks of the document (map steps), if split")
-    chunks_done: int | None = Field(None, description="Chunks analysed so far")
-
-    @model_serializer(mode="wrap")
-    def _omit_unsplit(self, handler: SerializerFunctionWrapHandler) -> ProgressOut:
-        # Jobs that never split their input keep the plain {total, done, failed} shape.
-        data: ProgressOut = handler(self)
-        if self.chunks is None:
-            data.pop("chunks", None)
-            data.pop("chunks_done", None)
-        return data
-
-
-class StepCount(BaseModel):
-    """How many of the plan's steps have this kind and status."""
-
-    kind: str
-    status: str
-    count: int
-
-
-class Usage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-
-
-class StepOut(BaseModel):
-    id: str
-    kind: str
-    status: str
-    attempts: int
-    backend: str
-    started_at: dt.datetime | None
-    finished_at: dt.datetime | None
-
-
-class JobOut(BaseModel):
-    """A job as clients see it."""
-
-    id: str
-    type: str
-    status: JobStatus
-    backend: str
-    model: str | None
-    created_at: dt.datetime
-    started_at: dt.datetime | None
-    finished_at: dt.datetime | None
-    progress: Progress
-    result: dict[str, Any] | None
-    error: dict[str, Any] | None
-    output_file_url: str | None
-    usage: Usage
-    metadata: dict[str, str]
-    steps: list[StepOut] = Field(default_factory=list, description="The plan (first 50 steps)")
-    steps_total: int = 0
-    steps_summary: list[StepCount] = Field(
-        default_factory=list, description="The whole plan counted by kind and status"
-    )
 
 
 class JobList(BaseModel):

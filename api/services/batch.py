@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session
 from api.errors import ApiError
 from api.services.jobs import get_job, resolve_backend
 from shared import storage
-from shared.dispatch import enqueue_plan
 from shared.ids import new_id
+from shared.jobs import transitions
+from shared.jobs.status import JobStatus
 from shared.models import Job, StoredFile, utcnow
 from shared.settings import Settings
 from shared.spreadsheets import (
@@ -136,7 +137,7 @@ def create_batch_job(
         id=new_id("job"),
         tenant_id=tenant_id,
         type="batch",
-        status="queued",
+        status=JobStatus.QUEUED,
         backend=backend,
         model=model,
         input={
@@ -157,10 +158,7 @@ def create_batch_job(
         input_file_id=file_id,
         run_after=req.run_after,
     )
-    session.add(job)
-    session.flush()
-    enqueue_plan(session, job.id)
-    return job
+    return transitions.create(session, job)
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.dbgate import DbGate
 from shared.db import read_session
 from shared.job_events import job_channel
+from shared.jobs.status import job_is_terminal
 from shared.models import Job
 from shared.settings import Settings
 
 POLL_S = 0.5
 KEEPALIVE_S = 15.0
-TERMINAL = ("succeeded", "failed", "cancelled")
 
 
 def sse(event: str, data: dict[str, Any]) -> bytes:
@@ -64,7 +64,7 @@ async def job_events(
                 if snap != last:
                     last, quiet_since = snap, time.monotonic()
                     yield sse("progress", snap)
-                if snap["status"] in TERMINAL:
+                if job_is_terminal(snap["status"]):
                     yield sse("end", snap)
                     return
             if time.monotonic() - quiet_since > KEEPALIVE_S:

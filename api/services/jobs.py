@@ -8,30 +8,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError
-from api.schemas.jobs import (
-    AnalyzeJobCreate,
-    ChatJobCreate,
-    JobOut,
-    Progress,
-    StepCount,
-    StepOut,
-    SummarizeJobCreate,
-    Usage,
-)
-from api.services.plan_view import chunk_progress, step_counts
+from api.schemas.jobs import AnalyzeJobCreate, ChatJobCreate, SummarizeJobCreate
 from api.services.routing import resolve_chain
 from api.services.webhooks import vet_url
-from orchestrator.engine import cancel_job
 from shared import audit
 from shared.backends import configured_backends, default_backend
-from shared.dispatch import enqueue_plan
 from shared.ids import new_id
+from shared.jobs import transitions
+from shared.jobs.status import JobStatus
 from shared.metrics import record_job_created
-from shared.models import Job, Step
+from shared.models import Job
 from shared.settings import Settings
 from shared.tokens import messages_tokens
-
-STEPS_SHOWN = 50
 
 
 def resolve_backend(settings: Settings, backend: str | None, model: str | None) -> tuple[str, str]:
@@ -74,7 +62,7 @@ def create_job(
         id=new_id("job"),
         tenant_id=tenant_id,
         type=body.type,
-        status="queued",
+        status=JobStatus.QUEUED,
         backend=backend,
         model=model,
         input=job_input,
@@ -83,9 +71,7 @@ def create_job(
         callback_url=str(body.callback_url) if body.callback_url else None,
         **extra,
     )
-    session.add(job)
-    session.flush()
-    enqueue_plan(session, job.id)
+    transitions.create(session, job)
     record_job_created(session, job)
     return job
 
@@ -157,57 +143,7 @@ def list_jobs(
 def cancel(session: Session, tenant_id: str, job_id: str) -> Job:
     """Cancel the tenant's job; 409 when it already ended."""
     job = get_job(session, tenant_id, job_id)
-    if not cancel_job(session, job):
+    if not transitions.cancel(session, job):
         raise ApiError(409, f"job {job_id} already ended ({job.status}); nothing to cancel")
     audit.record(session, "job.cancel", "job", job.id)
     return job
-
-
-def job_out(session: Session, job: Job, base_url: str, with_steps: bool = True) -> JobOut:
-    """The public shape of a job."""
-    steps: list[StepOut] = []
-    counts: list[StepCount] = []
-    chunks: tuple[int | None, int | None] = (None, None)
-    if with_steps:
-        counts = step_counts(session, job.id)
-        chunks = chunk_progress(counts)
-        rows = session.scalars(
-            select(Step).where(Step.job_id == job.id).order_by(Step.stage, Step.seq)
-            .limit(STEPS_SHOWN)
-        )
-        steps = [
-            StepOut(
-                id=s.id,
-                kind=s.kind,
-                status=s.status,
-                attempts=s.attempts,
-                backend=s.backend,
-                started_at=s.started_at,
-                finished_at=s.finished_at,
-            )
-            for s in rows
-        ]
-    return JobOut(
-        id=job.id,
-        type=job.type,
-        status=job.status,
-        backend=job.backend,
-        model=job.model,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        progress=Progress(
-            total=job.progress_total, done=job.progress_done, failed=job.progress_failed,
-            chunks=chunks[0], chunks_done=chunks[1],
-        ),
-        result=job.result,
-        error=job.error,
-        output_file_url=(
-            f"{base_url}/v1/jobs/{job.id}/output" if job.output_file_id else None
-        ),
-        usage=Usage(prompt_tokens=job.prompt_tokens, completion_tokens=job.completion_tokens),
-        metadata=job.meta or {},
-        steps=steps,
-        steps_total=sum(c.count for c in counts),
-        steps_summary=counts,
-    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError
@@ -16,13 +16,13 @@ from api.schemas.openai_batches import (
     BatchRequestCounts,
     BatchStatus,
 )
-from orchestrator.engine import cancel_job
-from orchestrator.plans.openai_batch import expires_at
 from shared.backends import default_backend
-from shared.db import changed
-from shared.dispatch import enqueue_plan, enqueue_step_done
+from shared.dispatch import enqueue_step_done
 from shared.ids import new_id
+from shared.jobs import transitions
+from shared.jobs.status import JobStatus
 from shared.models import Job, RowResult, Step, StoredFile, utcnow
+from shared.openai_batch_input import expires_at
 from shared.settings import Settings
 
 JOB_TYPE = "openai_batch"
@@ -57,7 +57,7 @@ def create_batch(session: Session, settings: Settings, tenant_id: str, body: Bat
         id=new_id("job"),
         tenant_id=tenant_id,
         type=JOB_TYPE,
-        status="queued",
+        status=JobStatus.QUEUED,
         backend=backend,  # replaced by the lines' backend once validated
         model=None,
         input={"endpoint": body.endpoint, "completion_window": body.completion_window},
@@ -65,10 +65,7 @@ def create_batch(session: Session, settings: Settings, tenant_id: str, body: Bat
         meta=dict(body.metadata or {}),
         input_file_id=file.id,
     )
-    session.add(job)
-    session.flush()
-    enqueue_plan(session, job.id)
-    return job
+    return transitions.create(session, job)
 
 
 def get_batch_job(session: Session, tenant_id: str, batch: str) -> Job:
@@ -99,42 +96,33 @@ def list_batches(
 
 def cancel_batch(session: Session, job: Job) -> Job:
     """Cancelling: unsent lines never run, running chunks finish, finished lines are kept."""
-    if job.status == "queued":
-        cancel_job(session, job)
+    if job.status == JobStatus.QUEUED:
+        transitions.cancel(session, job)
         return job
-    if job.status != "running":
+    if job.status != JobStatus.RUNNING:
         status = batch_status(job)
         raise ApiError(409, f"batch {batch_id(job.id)} is already {status}; nothing to cancel")
     if job.cancel_requested:
         return job
-    now = utcnow()
-    won = changed(session, update(Job).where(Job.id == job.id, Job.status == "running")
-                  .values(cancel_requested=True, updated_at=now,
-                          plan={**(job.plan or {}), "cancelling_at": int(now.timestamp())}))
-    if not won:
+    plan = {**(job.plan or {}), "cancelling_at": int(utcnow().timestamp())}
+    if not transitions.request_cancel(session, job, plan):
         return job
-    session.execute(
-        update(Step)
-        .where(Step.job_id == job.id, Step.status.in_(("pending", "queued")))
-        .values(status="cancelled", finished_at=now, lease_token=None)
-    )
     # Let the orchestrator look at the stage now: with nothing running it finalizes at once.
     any_step = session.scalar(select(Step.id).where(Step.job_id == job.id).limit(1))
     if any_step:
         enqueue_step_done(session, any_step)
-    session.refresh(job)
     return job
 
 
 def batch_status(job: Job) -> BatchStatus:
     """The OpenAI status of a batch job."""
-    if job.status == "queued":
+    if job.status == JobStatus.QUEUED:
         return "validating"
-    if job.status == "running":
+    if job.status == JobStatus.RUNNING:
         return "cancelling" if job.cancel_requested else "in_progress"
-    if job.status == "cancelled":
+    if job.status == JobStatus.CANCELLED:
         return "cancelled"
-    if job.status == "failed":
+    if job.status == JobStatus.FAILED:
         return "expired" if (job.error or {}).get("type") == "expired" else "failed"
     result_status = (job.result or {}).get("batch_status")
     return "cancelled" if result_status == "cancelled" else "completed"
@@ -145,7 +133,7 @@ def _ts(value: Any) -> int | None:
 
 
 def _counts(session: Session, job: Job) -> BatchRequestCounts:
-    if job.status != "running":
+    if job.status != JobStatus.RUNNING:
         done, failed = job.progress_done, job.progress_failed
     else:
         done, failed = session.execute(

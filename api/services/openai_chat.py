@@ -16,6 +16,7 @@ from api.errors import ApiError, error_body
 from api.schemas.jobs import ChatInput, ChatJobCreate, JobOptions
 from api.services import jobs as job_service
 from shared.db import read_session
+from shared.jobs.status import JobStatus, job_is_terminal
 from shared.models import Job
 from shared.openai_compat import (
     ChatCompletionRequest,
@@ -26,7 +27,6 @@ from shared.openai_compat import (
 )
 from shared.settings import Settings
 
-TERMINAL = ("succeeded", "failed", "cancelled")
 # Polling starts fast (a quick backend answers in tens of ms) and slows to spare the database.
 FIRST_POLL_S, MAX_POLL_S = 0.02, 0.5
 # A comment line every few seconds keeps proxies from closing a quiet stream.
@@ -75,7 +75,7 @@ async def wait_for_job(
     until = min(deadline, time.monotonic() + tick)
     while True:
         job = await gate.run(_read_job, sessions, job_id)
-        if job is not None and job.status in TERMINAL:
+        if job is not None and job_is_terminal(job.status):
             return job
         if time.monotonic() >= until:
             return None
@@ -95,7 +95,7 @@ def timeout_error(job_id: str, timeout: float) -> ApiError:
 
 def job_error(job: Job) -> ApiError:
     """The job's failure as an OpenAI-style error answer."""
-    if job.status == "cancelled":
+    if job.status == JobStatus.CANCELLED:
         return ApiError(409, f"job {job.id} was cancelled before it answered", param=job.id)
     error = job.error or {}
     message = f"job {job.id} failed: {error.get('message', 'the backend call failed')}"
@@ -181,7 +181,7 @@ async def stream_completion(
         err = timeout_error(job_id, timeout)
         yield _sse(error_body(err.type, err.message, err.param))
         return
-    if job.status != "succeeded":
+    if job.status != JobStatus.SUCCEEDED:
         err = job_error(job)
         yield _sse(error_body(err.type, err.message, err.param))
         return

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from shared.backends import BackendConfig
+from shared.jobs.status import JobStatus, StepStatus
 from shared.models import Job, Step
 from shared.settings import Settings
 
@@ -39,7 +40,7 @@ class Outcome:
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     output_file_id: str | None = None
-    status: str = "succeeded"  # or "cancelled": a job that stopped early but kept its output
+    status: JobStatus = JobStatus.SUCCEEDED  # or CANCELLED: stopped early, kept its output
 
 
 @dataclass
@@ -66,7 +67,7 @@ class Planner(Protocol):
 def first_failure(steps: list[Step]) -> dict[str, Any] | None:
     """The error of the first failed step, as the job's error."""
     for step in steps:
-        if step.status == "failed":
+        if step.status == StepStatus.FAILED:
             error = dict(step.error or {})
             error.setdefault("message", "a step failed")
             error.setdefault("type", "step_failed")

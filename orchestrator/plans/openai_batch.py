@@ -7,7 +7,6 @@ done, the output and error JSONL files are written here, in line order.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 from pathlib import Path
@@ -19,18 +18,11 @@ from sqlalchemy.orm import Session, object_session
 from orchestrator.plans.base import Outcome, PlanContext, PlanError, StepSpec
 from shared import storage
 from shared.ids import new_id
+from shared.jobs.status import JobStatus
 from shared.models import Job, RowResult, Step, StoredFile, utcnow
-from shared.openai_batch_input import raw_lines, validate
+from shared.openai_batch_input import expires_at, raw_lines, validate
 
 EXECUTOR = "openai_chat"
-WINDOW = dt.timedelta(hours=24)  # the only completion_window OpenAI offers
-
-
-def expires_at(job: Job) -> dt.datetime:
-    """When the batch's completion window closes."""
-    return job.created_at + WINDOW
-
-
 def result_file_ids(job_id: str) -> tuple[str, str]:
     """Output and error file ids, fixed per job so a repeated finalize overwrites, not adds."""
     suffix = job_id.split("_", 1)[1]
@@ -133,7 +125,8 @@ class OpenAIBatchPlanner:
                 result=result, output_file_id=output_file_id,
             )
         return Outcome(result=result, output_file_id=output_file_id,
-                       status="cancelled" if job.cancel_requested else "succeeded")
+                       status=JobStatus.CANCELLED if job.cancel_requested
+                       else JobStatus.SUCCEEDED)
 
 
 def _line(custom_id: str, body: dict[str, Any]) -> bytes:

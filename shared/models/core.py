@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from shared.jobs.status import JobStatus, StepStatus
 from shared.models.base import Base, utcnow
 
 
@@ -17,7 +18,7 @@ class Tenant(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    # Limits and policy (issue 8); None means the settings' default.
+    # Limits and policy; None means the settings' default.
     rate_limit_per_min: Mapped[int | None] = mapped_column(Integer)
     tokens_per_day: Mapped[int | None] = mapped_column(Integer)
     max_running_jobs: Mapped[int | None] = mapped_column(Integer)
@@ -48,7 +49,7 @@ class Job(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     type: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED, index=True)
     stage: Mapped[int] = mapped_column(Integer, default=-1)
     backend: Mapped[str] = mapped_column(String(64))
     model: Mapped[str | None] = mapped_column(String(200))
@@ -88,7 +89,7 @@ class Step(Base):
     stage: Mapped[int] = mapped_column(Integer, default=0)
     seq: Mapped[int] = mapped_column(Integer, default=0)
     lane: Mapped[str] = mapped_column(String(16), default="interactive")
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=StepStatus.QUEUED)
     backend: Mapped[str] = mapped_column(String(64))
     model: Mapped[str | None] = mapped_column(String(200))
     input: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -87,7 +87,7 @@ def test_expired_key_is_refused(stack: Stack) -> None:
 def _cli(stack: Stack, *args: str) -> str:
     env = {**stack.env, "PYTHONPATH": str(REPO), "COLUMNS": "250"}
     done = subprocess.run(
-        [sys.executable, "-m", "shared.cli.main", "keys", *args],
+        [sys.executable, "-m", "cli.main", "keys", *args],
         env=env, cwd=stack.workdir, capture_output=True, text=True, timeout=60,
         check=False,
     )

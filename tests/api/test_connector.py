@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from api.app import create_app
 from api.connector import swagger
-from shared.cli.main import app as cli
+from cli.main import app as cli
 from shared.settings import Settings
 
 PUBLIC = "https://llm.example.com"

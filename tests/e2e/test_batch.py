@@ -272,7 +272,7 @@ def test_cli_batch_uploads_watches_and_saves(stack: Stack, tmp_path: Path) -> No
     source.write_bytes(b"text\nalpha\nbeta\n")
     key = stack.new_key()
     done = subprocess.run(
-        [sys.executable, "-m", "shared.cli.main", "batch", str(source), "--column", "text",
+        [sys.executable, "-m", "cli.main", "batch", str(source), "--column", "text",
          "--instructions", "Shorten: {value}", "--url", stack.api_url, "--key", key],
         env=stack.env, capture_output=True, text=True, timeout=120, check=False,
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.embedded_redis import free_port, is_reachable, start_redis
+from cli.embedded_redis import free_port, is_reachable, start_redis
 from tests.conftest import StackFactory
 from tests.fakellm import FakeLLM
 from tests.faults.conftest import point_at

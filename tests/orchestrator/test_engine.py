@@ -15,6 +15,7 @@ from orchestrator.sweep import sweep
 from shared.db import make_engine, make_sessionmaker, session_scope
 from shared.dispatch import CeleryDispatcher, set_dispatcher
 from shared.ids import new_id
+from shared.jobs import transitions
 from shared.keys import ensure_tenant
 from shared.migrate import upgrade
 from shared.models import Job, Step, utcnow
@@ -155,7 +156,7 @@ def test_cancel_never_sends_unsent_steps(sessions: sessionmaker[Session],
         steps = steps_of(s, job_id)
         assert len(steps) > 5
         assert all(st.kind == "map" for st in steps)
-        assert engine.cancel_job(s, s.get(Job, job_id))  # type: ignore[arg-type]
+        assert transitions.cancel(s, s.get(Job, job_id))  # type: ignore[arg-type]
     sent_before = len(sent.sent)
     with session_scope(sessions) as s:
         claimed = lease.claim(s, steps[0].id, 30)
@@ -163,7 +164,7 @@ def test_cancel_never_sends_unsent_steps(sessions: sessionmaker[Session],
         engine.step_done(s, SETTINGS, steps[0].id)
         assert {st.status for st in steps_of(s, job_id)} == {"cancelled"}
         assert s.get(Job, job_id).status == "cancelled"  # type: ignore[union-attr]
-        assert not engine.cancel_job(s, s.get(Job, job_id))  # type: ignore[arg-type]
+        assert not transitions.cancel(s, s.get(Job, job_id))  # type: ignore[arg-type]
     assert len(sent.sent) == sent_before
 
 

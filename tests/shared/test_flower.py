@@ -28,7 +28,7 @@ def test_flower_requires_basic_auth(
     log = tmp_path / "flower.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli.main", "flower", "--port", str(port)],
+            [sys.executable, "-m", "cli.main", "flower", "--port", str(port)],
             env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
         )
     try:
@@ -57,7 +57,7 @@ def test_flower_refuses_to_start_without_auth(tmp_path: Path) -> None:
         "PYTHONPATH": str(REPO),
     }
     done = subprocess.run(
-        [sys.executable, "-m", "shared.cli.main", "flower", "--port", str(free_port())],
+        [sys.executable, "-m", "cli.main", "flower", "--port", str(free_port())],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
     )
     assert done.returncode != 0

@@ -17,7 +17,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from shared.cli.client import KeyOpt, UrlOpt, _check, _client, console
+from cli.client import KeyOpt, UrlOpt, _check, _client, console
 
 
 def batch(

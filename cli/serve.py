@@ -169,6 +169,6 @@ def run(
     flower: Annotated[bool, typer.Option(help="Start Flower too")] = True,
 ) -> None:
     """Start the whole system in one supervised process group."""
-    from shared.cli.supervisor import run_all
+    from cli.supervisor import run_all
 
     run_all(with_flower=flower)

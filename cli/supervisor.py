@@ -13,9 +13,9 @@ from types import FrameType
 
 from rich.console import Console
 
+from cli.embedded_redis import is_reachable, start_redis
 from shared.backends import configured_backends, default_backend
 from shared.batching import interactive_slots
-from shared.embedded_redis import is_reachable, start_redis
 from shared.metrics_setup import use_metrics_dir
 from shared.migrate import upgrade
 from shared.settings import get_settings
@@ -38,7 +38,7 @@ class Child:
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "shared.cli.main", *args]
+    return [sys.executable, "-m", "cli.main", *args]
 
 
 def run_all(with_flower: bool = True) -> None:

@@ -1,4 +1,4 @@
-"""What happens when a job ends or moves: log it and queue webhook deliveries in the same commit."""
+"""What follows a job's end or progress: log it and queue webhook deliveries in the same commit."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.db import changed
+from shared.jobs.status import JobStatus
+from shared.jobs.view import job_view
 from shared.logging import get_logger
 from shared.models import Job, utcnow
 from shared.models.webhooks import WebhookProgressMark
@@ -21,12 +23,8 @@ log = get_logger(__name__)
 
 
 def _job_data(session: Session, job: Job) -> dict[str, Any]:
-    # The API's own serializer, so subscribers get exactly the job object GET /v1/jobs/{id} shows.
-    from api.services.jobs import job_out
-
-    settings = get_settings()
-    base = settings.public_base_url or f"http://{settings.api_host}:{settings.api_port}"
-    return job_out(session, job, str(base).rstrip("/"), with_steps=False).model_dump(mode="json")
+    # The same view GET /v1/jobs/{id} answers with, so subscribers see the same job object.
+    return job_view(session, get_settings(), job, with_steps=False).model_dump(mode="json")
 
 
 def _emit(session: Session, job: Job, event_type: str, with_callback: bool) -> int:
@@ -56,7 +54,7 @@ def job_finished(session: Session, job: Job) -> None:
         backend=job.backend,
     )
     queued = _emit(session, job, f"job.{job.status}", with_callback=True)
-    # Issue 8: a slot of the tenant's running-jobs cap freed up; start what it held back.
+    # A slot of the tenant's running-jobs cap freed up; start what it held back.
     release_held(session, get_settings(), job.tenant_id)
     if queued:
         log.info("webhooks queued", job_id=job.id, deliveries=queued)
@@ -64,7 +62,7 @@ def job_finished(session: Session, job: Job) -> None:
 
 def job_progress(session: Session, job: Job) -> None:
     """Queue a `job.progress` event, at most once per job per throttle interval."""
-    if job.status != "running" or not subscribers(session, job.tenant_id, "job.progress"):
+    if job.status != JobStatus.RUNNING or not subscribers(session, job.tenant_id, "job.progress"):
         return
     now = utcnow()
     if not _take_progress_slot(session, job.id, now):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from shared.cli import batch, client, connector, keys, serve, webhooks
+from cli import batch, client, connector, keys, serve, webhooks
 
 app = typer.Typer(
     help="llm-jobs: queue LLM jobs on local and cloud backends.",
