@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from shared.backends import BackendError, TransientBackendError
 from shared.db import changed
 from shared.dispatch import enqueue_step
+from shared.jobs.status import StepStatus
 from shared.models import Job, Step, utcnow
 
 
@@ -55,9 +56,9 @@ def reroute(
     won = changed(
         session,
         update(Step)
-        .where(Step.id == step_id, Step.status == "running", Step.lease_token == token)
+        .where(Step.id == step_id, Step.status == StepStatus.RUNNING, Step.lease_token == token)
         .values(
-            status="queued",
+            status=StepStatus.QUEUED,
             backend=to_backend,
             model=model,
             lease_token=None,

@@ -16,6 +16,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_expo
 from shared.db import changed, session_scope
 from shared.dispatch import enqueue_step_done
 from shared.ids import new_id
+from shared.jobs.status import JobStatus, StepStatus
 from shared.models import Job, Step, utcnow
 
 # A result (or stored rows) is written before the step counts as done; a database blip
@@ -50,9 +51,9 @@ def claim(session: Session, step_id: str, lease_s: float) -> ClaimedStep | None:
     now = utcnow()
     won = changed(session,
         update(Step)
-        .where(Step.id == step_id, Step.status == "queued")
+        .where(Step.id == step_id, Step.status == StepStatus.QUEUED)
         .values(
-            status="running",
+            status=StepStatus.RUNNING,
             attempts=Step.attempts + 1,
             lease_token=token,
             lease_expires_at=now + dt.timedelta(seconds=lease_s),
@@ -65,8 +66,8 @@ def claim(session: Session, step_id: str, lease_s: float) -> ClaimedStep | None:
     assert step is not None
     session.refresh(step)
     job = session.get(Job, step.job_id)
-    if job is None or job.status != "running":
-        step.status, step.lease_token = "cancelled", None
+    if job is None or job.status != JobStatus.RUNNING:
+        step.status, step.lease_token = StepStatus.CANCELLED, None
         return None
     return ClaimedStep(
         id=step.id,
@@ -86,7 +87,7 @@ def renew(session: Session, step_id: str, token: str, lease_s: float) -> bool:
     return bool(
         changed(session,
             update(Step)
-            .where(Step.id == step_id, Step.status == "running", Step.lease_token == token)
+            .where(Step.id == step_id, Step.status == StepStatus.RUNNING, Step.lease_token == token)
             .values(lease_expires_at=utcnow() + dt.timedelta(seconds=lease_s))
         )
     )
@@ -105,7 +106,7 @@ def complete(
         session,
         step_id,
         token,
-        status="succeeded",
+        status=StepStatus.SUCCEEDED,
         result=result,
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
@@ -121,7 +122,7 @@ def fail(
         session,
         step_id,
         token,
-        status="failed",
+        status=StepStatus.FAILED,
         error=error,
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
@@ -131,7 +132,7 @@ def fail(
 def _end(session: Session, step_id: str, token: str, **values: Any) -> bool:
     won = changed(session,
         update(Step)
-        .where(Step.id == step_id, Step.status == "running", Step.lease_token == token)
+        .where(Step.id == step_id, Step.status == StepStatus.RUNNING, Step.lease_token == token)
         .values(finished_at=utcnow(), lease_token=None, lease_expires_at=None, **values)
     )
     if won:

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared import storage
 from shared.batching import row_slots
 from shared.db import session_scope
+from shared.jobs.status import JobStatus, StepStatus
 from shared.logging import get_logger
 from shared.models import Job, RowResult, utcnow
 from workers.lease import ClaimedStep, complete, db_retry, fail
@@ -143,7 +144,7 @@ def update_progress(session: Session, job_id: str) -> None:
 
     session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status == "running")
+        .where(Job.id == job_id, Job.status == JobStatus.RUNNING)
         .values(
             progress_done=total(RowResult.error.is_(None)),
             progress_failed=total(RowResult.error.is_not(None)),
@@ -191,10 +192,10 @@ def drive(
         store.flush(_drain(results), force_progress=True)
     if cancelled:
         log.info("chunk stopped: cancelled or taken over", stored=len(store.stored))
-        return "cancelled"
+        return StepStatus.CANCELLED
     failed = sum(1 for o in store.stored if o.error is not None)
     _complete(runtime, claimed, store.stored, skipped, failed)
-    return "succeeded"
+    return StepStatus.SUCCEEDED
 
 
 @db_retry

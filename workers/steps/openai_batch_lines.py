@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared.backends import BackendError
+from shared.jobs.status import StepStatus
 from shared.logging import get_logger
 from shared.openai_batch_input import read_span
 from shared.openai_compat import ChatCompletionRequest, completion_object, route_model
@@ -120,7 +121,7 @@ def run(runtime: WorkerRuntime, claimed: ClaimedStep, _chain: Chain) -> str:
         spans, path, skipped = _load(runtime, claimed)
     except (BackendError, OSError, ValueError) as exc:
         chunks.fail_chunk(runtime, claimed, getattr(exc, "message", None) or str(exc))
-        return "failed"
+        return StepStatus.FAILED
     slots = chunks.slots_for(runtime, claimed.backend)
     results: queue.Queue[RowOutcome] = queue.Queue()
     expires = float(claimed.input.get("expires_at") or float("inf"))

@@ -12,6 +12,7 @@ from typing import Any
 from shared import prompts
 from shared.analysis import json_schema_for
 from shared.backends import BackendError, PermanentBackendError
+from shared.jobs.status import StepStatus
 from shared.logging import get_logger
 from shared.redaction import guard_step
 from shared.settings import Settings
@@ -119,7 +120,7 @@ def run(runtime: WorkerRuntime, claimed: ClaimedStep, _chain: Chain) -> str:
     except (PermanentBackendError, OSError, SpreadsheetError, ValueError, KeyError) as exc:
         message = getattr(exc, "message", None) or str(exc)
         chunks.fail_chunk(runtime, claimed, message)
-        return "failed"
+        return StepStatus.FAILED
     task = RowTask(
         instructions=str(claimed.input.get("instructions")
                          or DEFAULT_INSTRUCTIONS.get(str(claimed.input.get("mode")), "")),

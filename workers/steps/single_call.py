@@ -10,6 +10,7 @@ import redis
 from shared.backends import BackendError, PermanentBackendError
 from shared.db import session_scope
 from shared.job_events import job_channel
+from shared.jobs.status import StepStatus
 from shared.logging import get_logger
 from shared.redaction import guard_step
 from workers import fallback
@@ -58,7 +59,7 @@ def run(runtime: WorkerRuntime, claimed: ClaimedStep, chain: Chain) -> str:
         adapter = guard_step(runtime.sessions, runtime.backends, claimed, adapter)
     except PermanentBackendError as exc:
         _store_failure(runtime, claimed, exc, None)
-        return "failed"
+        return StepStatus.FAILED
     successor = fallback.next_backend(chain, claimed.backend, set(runtime.backends))
     future = runtime.submit(
         run_llm_step(
@@ -73,18 +74,18 @@ def run(runtime: WorkerRuntime, claimed: ClaimedStep, chain: Chain) -> str:
         output = future.result()
     except CancelledError:
         log.info("step cancelled while running")
-        return "cancelled"
+        return StepStatus.CANCELLED
     except BackendError as exc:
         if successor is not None and fallback.is_outage(exc):
             _fail_over(runtime, claimed, successor, chain.models.get(successor), exc)
             return "failed_over"
         partial = exc.output if isinstance(exc, InvalidModelAnswer) else None
         _store_failure(runtime, claimed, exc, partial)
-        return "failed"
+        return StepStatus.FAILED
     finally:
         heartbeat.stopped.set()
     _store_success(runtime, claimed, output, len(retries), len(chain) > 1)
-    return "succeeded"
+    return StepStatus.SUCCEEDED
 
 
 @db_retry
@@ -124,7 +125,8 @@ def _store_success(
             fallback.record_answering_backend(
                 session, claimed.job_id, claimed.backend, claimed.model
             )
-    log.info("step finished", status="succeeded" if stored else "discarded", retries=retries)
+    log.info("step finished", status=StepStatus.SUCCEEDED if stored else "discarded",
+             retries=retries)
 
 
 @db_retry
