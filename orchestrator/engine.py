@@ -9,7 +9,15 @@ from __future__ import annotations
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from orchestrator.plans import Outcome, PlanContext, PlanError, StepSpec, planner_for
+from orchestrator.plans import (
+    FileWrite,
+    Outcome,
+    PlanContext,
+    PlanError,
+    StepSpec,
+    WrittenFile,
+    planner_for,
+)
 from shared.backends import configured_backends
 from shared.batching import batch_window
 from shared.db import changed
@@ -27,9 +35,11 @@ from shared.settings import Settings, get_settings
 # and jobs share a backend.
 
 
-def _context(job: Job, settings: Settings) -> PlanContext:
+def _context(
+    job: Job, settings: Settings, written: dict[str, WrittenFile] | None = None
+) -> PlanContext:
     return PlanContext(job=job, backend=configured_backends(settings).get(job.backend),
-                       settings=settings)
+                       settings=settings, written=dict(written or {}))
 
 
 def plan_job(session: Session, settings: Settings, job_id: str) -> None:
@@ -113,14 +123,22 @@ def dispatch_ready(session: Session, job: Job) -> int:
     return sent
 
 
-def step_done(session: Session, settings: Settings, step_id: str) -> None:
-    """A step ended: refresh progress, send more work, or advance the job to its next stage."""
+def step_done(
+    session: Session,
+    settings: Settings,
+    step_id: str,
+    written: dict[str, WrittenFile] | None = None,
+) -> FileWrite | None:
+    """A step ended: refresh progress, send more work, or advance the job to its next stage.
+
+    Returns the output file to write (after this transaction) before the stage can end.
+    """
     step = session.get(Step, step_id)
     if step is None:
-        return
+        return None
     job = session.get(Job, step.job_id)
     if job is None or job.status != JobStatus.RUNNING:
-        return
+        return None
     transitions.refresh_progress(session, job)
     stage = job.stage
     stage_steps = list(
@@ -131,25 +149,36 @@ def step_done(session: Session, settings: Settings, step_id: str) -> None:
     if not all(step_is_terminal(s.status) for s in stage_steps):
         dispatch_ready(session, job)
         job_progress(session, job)
-        return
-    advance(session, settings, job, stage, stage_steps)
+        return None
+    return advance(session, settings, job, stage, stage_steps, written)
 
 
 def advance(
-    session: Session, settings: Settings, job: Job, stage: int, stage_steps: list[Step]
-) -> None:
-    """Turn a finished stage into the next stage's steps or the job's end."""
+    session: Session,
+    settings: Settings,
+    job: Job,
+    stage: int,
+    stage_steps: list[Step],
+    written: dict[str, WrittenFile] | None = None,
+) -> FileWrite | None:
+    """Turn a finished stage into the next stage's steps or the job's end.
+
+    Returns the output file to write first, when the stage needs one not written yet.
+    """
+    ctx = _context(job, settings, written)
     try:
-        outcome = planner_for(job.type).advance(_context(job, settings), stage, stage_steps)
+        outcome = planner_for(job.type).advance(ctx, stage, stage_steps)
     except PlanError as exc:
         outcome = Outcome(error={"type": exc.code, "message": exc.message, **exc.details})
+    if outcome.file_write is not None:
+        return outcome.file_write
     won = changed(session,
         update(Job)
         .where(Job.id == job.id, Job.stage == stage, Job.status == JobStatus.RUNNING)
         .values(stage=stage + 1, updated_at=utcnow())
     )
     if not won:
-        return
+        return None
     session.refresh(job)
     if outcome.steps:
         _add_steps(session, job, stage + 1, outcome.steps)
@@ -160,3 +189,4 @@ def advance(
     else:
         transitions.finish(session, job, JobStatus(outcome.status), result=outcome.result or {},
                            output_file_id=outcome.output_file_id)
+    return None

@@ -139,7 +139,10 @@ def _advance_stalled(
             )
         )
         if steps and all(step_is_terminal(s.status) for s in steps):
-            advance(session, settings, job, job.stage, steps)
+            if advance(session, settings, job, job.stage, steps) is not None:
+                # Its output file is written by the step_done task, outside this transaction.
+                job.updated_at = now
+                enqueue_step_done(session, steps[-1].id)
             report.advanced_jobs += 1
         elif dispatch_ready(session, job):
             job.updated_at = now

@@ -21,6 +21,7 @@ from shared.db import (
     session_scope,
 )
 from shared.logging import get_logger
+from shared.models import StoredFile
 from shared.queues import TASK_PLAN, TASK_STEP_DONE, TASK_SWEEP, llm_queue
 from shared.settings import get_settings
 
@@ -69,8 +70,21 @@ def plan(job_id: str) -> None:
 @celery_app.task(name=TASK_STEP_DONE, **_RETRY)
 def step_done(step_id: str) -> None:
     """Advance a job after one of its steps ended."""
-    with bound_contextvars(step_id=step_id), session_scope(process_sessions()) as session:
-        engine.step_done(session, get_settings(), step_id)
+    settings = get_settings()
+    with bound_contextvars(step_id=step_id):
+        with session_scope(process_sessions()) as session:
+            pending = engine.step_done(session, settings, step_id)
+        if pending is None:
+            return
+        # Outside any transaction: on SQLite one holds the database's write lock throughout.
+        # Killed before the next commit, this message is delivered again and the file rewritten.
+        written = pending.write()
+        with session_scope(process_sessions()) as session:
+            engine.step_done(session, settings, step_id, {written.file_id: written})
+            kept = session.get(StoredFile, written.file_id) is not None
+        if not kept:
+            # The job ended otherwise meanwhile (cancelled): no row will ever point at the file.
+            pending.path.unlink(missing_ok=True)
 
 
 @celery_app.task(name=TASK_SWEEP, **_RETRY)

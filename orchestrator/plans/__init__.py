@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from orchestrator.plans.analyze import AnalyzePlanner
-from orchestrator.plans.base import Outcome, PlanContext, PlanError, Planner, StepSpec
+from orchestrator.plans.base import (
+    FileWrite,
+    Outcome,
+    PlanContext,
+    PlanError,
+    Planner,
+    StepSpec,
+    WrittenFile,
+)
 from orchestrator.plans.batch import BatchPlanner
 from orchestrator.plans.chat import ChatPlanner
 from orchestrator.plans.openai_batch import OpenAIBatchPlanner
@@ -23,4 +31,13 @@ def planner_for(job_type: str) -> Planner:
     return PLANNERS[job_type]
 
 
-__all__ = ["Outcome", "PlanContext", "PlanError", "Planner", "StepSpec", "planner_for"]
+__all__ = [
+    "FileWrite",
+    "Outcome",
+    "PlanContext",
+    "PlanError",
+    "Planner",
+    "StepSpec",
+    "WrittenFile",
+    "planner_for",
+]

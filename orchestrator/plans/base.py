@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from shared.backends import BackendConfig
@@ -23,6 +25,31 @@ class PlanError(ValueError):
         self.details = details or {}  # extra fields of the job's error (e.g. per-line errors)
 
 
+@dataclass(frozen=True)
+class WrittenFile:
+    """An output file written outside the orchestrator's transaction, or why it could not be."""
+
+    file_id: str
+    bytes: int = 0
+    sha256: str = ""
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class FileWrite:
+    """An output file a finished stage needs before the job can end.
+
+    It is written after the orchestrator's transaction commits (on SQLite a transaction holds
+    the database's write lock, and a workbook of many rows takes a while to write); a second,
+    short transaction then records it and ends the job. Killed in between, the message is
+    delivered again (or the sweep finds the stalled job) and the file is written again.
+    """
+
+    file_id: str
+    path: Path
+    write: Callable[[], WrittenFile]
+
+
 @dataclass
 class StepSpec:
     """A step to create: what kind, its input, and its lane."""
@@ -40,6 +67,7 @@ class Outcome:
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     output_file_id: str | None = None
+    file_write: FileWrite | None = None  # the stage ends once this file is written
     status: JobStatus = JobStatus.SUCCEEDED  # or CANCELLED: stopped early, kept its output
 
 
@@ -50,6 +78,8 @@ class PlanContext:
     job: Job
     backend: BackendConfig | None
     settings: Settings
+    # Output files written since the last transaction, by file id.
+    written: dict[str, WrittenFile] = field(default_factory=dict)
 
     @property
     def context_tokens(self) -> int:

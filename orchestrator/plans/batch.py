@@ -9,7 +9,14 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, object_session
 
-from orchestrator.plans.base import Outcome, PlanContext, PlanError, StepSpec
+from orchestrator.plans.base import (
+    FileWrite,
+    Outcome,
+    PlanContext,
+    PlanError,
+    StepSpec,
+    WrittenFile,
+)
 from shared import storage
 from shared.models import RowResult, Step, StoredFile
 from shared.spreadsheets import SpreadsheetError, TableSpec, iter_rows, media_type, write_output
@@ -81,7 +88,14 @@ class BatchPlanner:
                     "message": f"every one of the {total} rows failed; the first error: {first}",
                 }
             )
-        file_id = _write(session, ctx, results)
+        file_id = output_file_id(ctx.job.id)
+        written = ctx.written.get(file_id)
+        if written is None:
+            return Outcome(file_write=_file_write(ctx, file_id, results))
+        if written.error is not None:
+            raise PlanError(f"the output file could not be written: {written.error}",
+                            code="internal")
+        _record(session, ctx, written)
         spec = table_spec(ctx)
         return Outcome(
             result={
@@ -114,34 +128,42 @@ def _results(
     return results
 
 
-def _write(
-    session: Session, ctx: PlanContext, results: dict[int, tuple[str | None, str | None]]
-) -> str:
+def _file_write(
+    ctx: PlanContext, file_id: str, results: dict[int, tuple[str | None, str | None]]
+) -> FileWrite:
+    """The output workbook, to write once the orchestrator's transaction has committed."""
     job = ctx.job
-    file_id = output_file_id(job.id)
+    src = input_path(ctx)
     dst = storage.path_for(ctx.settings.data_dir, job.tenant_id, file_id)
-    dst.parent.mkdir(parents=True, exist_ok=True)
     spec = table_spec(ctx)
-    try:
-        write_output(
-            input_path(ctx),
-            dst,
-            spec,
-            results,
-            output_column=job.input.get("output_column") or "summary",
-        )
-    except (OSError, SpreadsheetError, ValueError) as exc:
-        raise PlanError(f"the output file could not be written: {exc}", code="internal") from exc
-    digest = hashlib.sha256(dst.read_bytes()).hexdigest()
+    output_column = job.input.get("output_column") or "summary"
+
+    def write() -> WrittenFile:
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            # Written to a temporary file and renamed: the path holds a whole workbook or none.
+            write_output(src, dst, spec, results, output_column=output_column)
+            data = dst.read_bytes()
+        except (OSError, SpreadsheetError, ValueError) as exc:
+            return WrittenFile(file_id, error=str(exc))
+        return WrittenFile(file_id, len(data), hashlib.sha256(data).hexdigest())
+
+    return FileWrite(file_id, dst, write)
+
+
+def _record(session: Session, ctx: PlanContext, written: WrittenFile) -> None:
+    job = ctx.job
+    spec = table_spec(ctx)
     filename = job.input.get("filename") or f"batch.{spec.format}"
     name = PurePath(filename)
-    row = session.get(StoredFile, file_id) or StoredFile(id=file_id, tenant_id=job.tenant_id)
+    row = session.get(StoredFile, written.file_id) or StoredFile(
+        id=written.file_id, tenant_id=job.tenant_id
+    )
     row.purpose = "batch_output"
     row.filename = f"{name.stem}-results{name.suffix or '.' + spec.format}"
-    row.bytes = dst.stat().st_size
+    row.bytes = written.bytes
     row.content_type = media_type(spec.format)
-    row.storage_key = f"{job.tenant_id}/{file_id}"
-    row.sha256 = digest
+    row.storage_key = f"{job.tenant_id}/{written.file_id}"
+    row.sha256 = written.sha256
     session.add(row)
     session.flush()
-    return file_id
