@@ -13,6 +13,7 @@ from orchestrator.engine import advance, dispatch_ready
 from shared.db import changed
 from shared.dispatch import enqueue_plan, enqueue_step, enqueue_step_done
 from shared.jobs import transitions
+from shared.jobs.direct import step_ended
 from shared.jobs.status import JOB_ACTIVE, JobStatus, StepStatus, step_is_terminal
 from shared.models import Job, Step, utcnow
 from shared.settings import Settings
@@ -72,7 +73,7 @@ def _requeue_lapsed(session: Session, now: dt.datetime, report: SweepReport) -> 
                 )
             )
             if won:
-                enqueue_step_done(session, step.id)
+                step_ended(session, step.id)
             report.failed_steps += won
             continue
         won = changed(session,

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from shared.db import changed, session_scope
-from shared.dispatch import enqueue_step_done
 from shared.ids import new_id
+from shared.jobs.direct import step_ended
 from shared.jobs.status import JobStatus, StepStatus
 from shared.models import Job, Step, utcnow
 
@@ -100,12 +100,17 @@ def complete(
     result: dict[str, Any],
     prompt_tokens: int,
     completion_tokens: int,
+    on_stored: Callable[[Session], Any] | None = None,
 ) -> bool:
-    """Store the result and mark the step succeeded, if this worker still holds it."""
+    """Store the result and mark the step succeeded, if this worker still holds it.
+
+    `on_stored` runs once stored, before the job can end in the same transaction.
+    """
     return _end(
         session,
         step_id,
         token,
+        on_stored,
         status=StepStatus.SUCCEEDED,
         result=result,
         prompt_tokens=prompt_tokens,
@@ -122,6 +127,7 @@ def fail(
         session,
         step_id,
         token,
+        None,
         status=StepStatus.FAILED,
         error=error,
         prompt_tokens=prompt_tokens,
@@ -129,14 +135,23 @@ def fail(
     )
 
 
-def _end(session: Session, step_id: str, token: str, **values: Any) -> bool:
+def _end(
+    session: Session,
+    step_id: str,
+    token: str,
+    on_stored: Callable[[Session], Any] | None,
+    **values: Any,
+) -> bool:
     won = changed(session,
         update(Step)
         .where(Step.id == step_id, Step.status == StepStatus.RUNNING, Step.lease_token == token)
         .values(finished_at=utcnow(), lease_token=None, lease_expires_at=None, **values)
     )
     if won:
-        enqueue_step_done(session, step_id)
+        if on_stored is not None:
+            on_stored(session)
+        # A one-step job ends here, in the step's transaction; others hear from the orchestrator.
+        step_ended(session, step_id)
     return bool(won)
 
 

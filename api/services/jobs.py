@@ -14,7 +14,7 @@ from api.services.webhooks import vet_url
 from shared import audit
 from shared.backends import configured_backends, default_backend
 from shared.ids import new_id
-from shared.jobs import transitions
+from shared.jobs import direct, transitions
 from shared.jobs.status import JobStatus
 from shared.metrics import record_job_created
 from shared.models import Job
@@ -47,7 +47,7 @@ def create_job(
     body: ChatJobCreate | SummarizeJobCreate | AnalyzeJobCreate,
     **extra: Any,
 ) -> Job:
-    """Store a queued job and ask the orchestrator to plan it once committed."""
+    """Store a job: a one-step job goes straight to its backend, others to the orchestrator."""
     backend, model, routing = resolve_chain(settings, body.backend, body.model)
     if routing:
         # The fallback chain rides in the plan; workers move a step along it (workers/fallback).
@@ -71,7 +71,7 @@ def create_job(
         callback_url=str(body.callback_url) if body.callback_url else None,
         **extra,
     )
-    transitions.create(session, job)
+    direct.create(session, settings, job)
     record_job_created(session, job)
     return job
 

@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from shared.backends import BackendConfig
-from shared.jobs.status import JobStatus, StepStatus
+from shared.jobs.plan import StepSpec as StepSpec
+from shared.jobs.plan import first_failure as first_failure
+from shared.jobs.plan import llm_input as llm_input
+from shared.jobs.status import JobStatus
 from shared.models import Job, Step
 from shared.settings import Settings
 
@@ -51,15 +54,6 @@ class FileWrite:
 
 
 @dataclass
-class StepSpec:
-    """A step to create: what kind, its input, and its lane."""
-
-    kind: str
-    input: dict[str, Any]
-    lane: str = "interactive"
-
-
-@dataclass
 class Outcome:
     """After a stage: more steps, or the job's result, or its error."""
 
@@ -92,22 +86,3 @@ class Planner(Protocol):
     def first(self, ctx: PlanContext) -> list[StepSpec]: ...
 
     def advance(self, ctx: PlanContext, stage: int, steps: list[Step]) -> Outcome: ...
-
-
-def first_failure(steps: list[Step]) -> dict[str, Any] | None:
-    """The error of the first failed step, as the job's error."""
-    for step in steps:
-        if step.status == StepStatus.FAILED:
-            error = dict(step.error or {})
-            error.setdefault("message", "a step failed")
-            error.setdefault("type", "step_failed")
-            error["step_id"] = step.id
-            return error
-    return None
-
-
-def llm_input(
-    messages: list[dict[str, str]], options: dict[str, Any], **extra: Any
-) -> dict[str, Any]:
-    """The input of a step that is one LLM call."""
-    return {"messages": messages, "options": options, **extra}

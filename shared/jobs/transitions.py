@@ -69,13 +69,20 @@ def finish(
     result: dict[str, Any] | None = None,
     error: dict[str, Any] | None = None,
     output_file_id: str | None = None,
+    stage: int | None = None,
 ) -> bool:
-    """End an active job with `status`; its webhooks and metrics follow in the same commit."""
+    """End an active job with `status`; its webhooks and metrics follow in the same commit.
+
+    With `stage`, only while the job is at that stage, and it moves past it (as advancing does).
+    """
     now = utcnow()
+    at_stage = () if stage is None else (Job.stage == stage,)
+    moved = {} if stage is None else {"stage": stage + 1}
     won = changed(session,
         update(Job)
-        .where(Job.id == job.id, Job.status.in_(JOB_ACTIVE))
+        .where(Job.id == job.id, Job.status.in_(JOB_ACTIVE), *at_stage)
         .values(
+            **moved,
             status=status,
             result=result,
             error=error,

@@ -6,6 +6,7 @@ import json
 from concurrent.futures import CancelledError
 
 import redis
+from sqlalchemy.orm import Session
 
 from shared.backends import BackendError, PermanentBackendError
 from shared.db import session_scope
@@ -112,6 +113,10 @@ def _store_success(
     retries: int,
     has_fallback: bool = False,
 ) -> None:
+    def answered(session: Session) -> None:
+        # Before a one-step job ends with this step, so its end shows who answered.
+        fallback.record_answering_backend(session, claimed.job_id, claimed.backend, claimed.model)
+
     with session_scope(runtime.sessions) as session:
         stored = complete(
             session,
@@ -120,11 +125,8 @@ def _store_success(
             {**output.result, "retries": retries, "answered_by": claimed.backend},
             output.prompt_tokens,
             output.completion_tokens,
+            on_stored=answered if has_fallback else None,
         )
-        if stored and has_fallback:
-            fallback.record_answering_backend(
-                session, claimed.job_id, claimed.backend, claimed.model
-            )
     log.info("step finished", status=StepStatus.SUCCEEDED if stored else "discarded",
              retries=retries)
 
