@@ -27,7 +27,9 @@ class Chain:
 
 def chain_of(session: Session, job_id: str) -> Chain:
     """The job's fallback chain (empty: none), as the API stored it in the plan."""
-    plan = session.scalar(select(Job.plan).where(Job.id == job_id)) or {}
+    # The claim loaded the job into this session already: no second query.
+    job = session.get(Job, job_id)
+    plan = (job.plan if job is not None else None) or {}
     backends = [str(name) for name in plan.get("backends") or []]
     models = {str(k): str(v) for k, v in (plan.get("backend_models") or {}).items()}
     return Chain(backends, models)

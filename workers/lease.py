@@ -1,4 +1,4 @@
-"""A step's lease: claimed by one worker, renewed by its heartbeat, released with the result."""
+"""A step's lease: claimed by one worker, renewed by its process's keeper, ended with its result."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import and_, or_, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
@@ -62,9 +62,8 @@ def claim(session: Session, step_id: str, lease_s: float) -> ClaimedStep | None:
     )
     if not won:
         return None
-    step = session.get(Step, step_id)
+    step = session.get(Step, step_id, populate_existing=True)
     assert step is not None
-    session.refresh(step)
     job = session.get(Job, step.job_id)
     if job is None or job.status != JobStatus.RUNNING:
         step.status, step.lease_token = StepStatus.CANCELLED, None
@@ -82,15 +81,23 @@ def claim(session: Session, step_id: str, lease_s: float) -> ClaimedStep | None:
     )
 
 
-def renew(session: Session, step_id: str, token: str, lease_s: float) -> bool:
-    """Extend the lease; False means the step was cancelled or taken over."""
-    return bool(
-        changed(session,
-            update(Step)
-            .where(Step.id == step_id, Step.status == StepStatus.RUNNING, Step.lease_token == token)
-            .values(lease_expires_at=utcnow() + dt.timedelta(seconds=lease_s))
-        )
+def renew(session: Session, held: dict[str, str], lease_s: float) -> set[str]:
+    """Extend the leases of `held` (step id -> token) in one UPDATE; returns the ids still held.
+
+    A step missing from the answer was cancelled or taken over.
+    """
+    if not held:
+        return set()
+    mine = or_(*(and_(Step.id == step_id, Step.lease_token == token)
+                 for step_id, token in held.items()))
+    rows = session.execute(
+        update(Step)
+        .where(Step.status == StepStatus.RUNNING, mine)
+        .values(lease_expires_at=utcnow() + dt.timedelta(seconds=lease_s))
+        .returning(Step.id)
+        .execution_options(synchronize_session=False)
     )
+    return {str(step_id) for step_id in rows.scalars()}
 
 
 def complete(
@@ -155,30 +162,76 @@ def _end(
     return bool(won)
 
 
-class Heartbeat(threading.Thread):
-    """Renews a step's lease; calls `on_lost` when the step was cancelled or taken over."""
+class HeldLease:
+    """One step's place in its process's lease keeper, from `start` to `stop`."""
 
-    def __init__(
-        self,
-        sessions: sessionmaker[Session],
-        claimed: ClaimedStep,
-        *,
-        lease_s: float,
-        every_s: float,
-        on_lost: Callable[[], Any],
-    ) -> None:
-        super().__init__(name=f"heartbeat-{claimed.id}", daemon=True)
-        self.sessions, self.step_id, self.token = sessions, claimed.id, claimed.token
-        self.lease_s, self.every_s, self.on_lost = lease_s, every_s, on_lost
-        self.stopped = threading.Event()
+    def __init__(self, keeper: LeaseKeeper, claimed: ClaimedStep, on_lost: Callable[[], Any]):
+        self.keeper, self.claimed, self.on_lost = keeper, claimed, on_lost
 
-    def run(self) -> None:
-        while not self.stopped.wait(self.every_s):
-            try:
-                with session_scope(self.sessions) as session:
-                    held = renew(session, self.step_id, self.token, self.lease_s)
-            except OperationalError:
-                continue  # the database will be back; the lease has slack for a few misses
-            if not held:
-                self.on_lost()
-                return
+    def start(self) -> None:
+        self.keeper.add(self)
+
+    def stop(self) -> None:
+        self.keeper.remove(self)
+
+
+class LeaseKeeper:
+    """Renews the leases of every step its process runs: one transaction per tick for all.
+
+    A thread per step would cost a transaction per step per tick; a process runs up to its
+    concurrency in steps at once. `on_lost` is called for a step cancelled or taken over.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], *, lease_s: float, every_s: float):
+        self.sessions, self.lease_s, self.every_s = sessions, lease_s, every_s
+        self._held: dict[str, HeldLease] = {}
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def hold(self, claimed: ClaimedStep, on_lost: Callable[[], Any]) -> HeldLease:
+        """A handle that keeps `claimed`'s lease from `start()` until `stop()`."""
+        return HeldLease(self, claimed, on_lost)
+
+    def add(self, held: HeldLease) -> None:
+        with self._lock:
+            self._held[held.claimed.id] = held
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="lease-keeper",
+                                                daemon=True)
+                self._thread.start()
+
+    def remove(self, held: HeldLease) -> None:
+        with self._lock:
+            if self._held.get(held.claimed.id) is held:
+                del self._held[held.claimed.id]
+
+    def close(self) -> None:
+        self._stopped.set()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self.every_s):
+            self.tick()
+
+    def tick(self) -> None:
+        """Renew every held lease once; tell the steps that lost theirs."""
+        with self._lock:
+            held = dict(self._held)
+        if not held:
+            return
+        try:
+            with session_scope(self.sessions) as session:
+                kept = renew(session, {sid: h.claimed.token for sid, h in held.items()},
+                             self.lease_s)
+        except OperationalError:
+            return  # the database will be back; the lease has slack for a few misses
+        for step_id, handle in held.items():
+            if step_id in kept:
+                continue
+            with self._lock:
+                # Stopped meanwhile (the step ended itself): not lost.
+                lost = self._held.get(step_id) is handle
+                if lost:
+                    del self._held[step_id]
+            if lost:
+                handle.on_lost()

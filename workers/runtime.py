@@ -17,7 +17,7 @@ from workers.admission import Admission
 from workers.backends import build_adapter
 from workers.backends.base import Adapter
 from workers.breaker import CircuitBreaker
-from workers.lease import ClaimedStep, Heartbeat
+from workers.lease import ClaimedStep, HeldLease, LeaseKeeper
 from workers.limits import BackendLimits
 
 T = TypeVar("T")
@@ -51,6 +51,8 @@ class WorkerRuntime:
             name: BackendLimits(self.redis, prefix, config, settings.limit_lease_s)
             for name, config in self.backends.items()
         }
+        self._leases = LeaseKeeper(sessions, lease_s=settings.step_lease_s,
+                                   every_s=settings.heartbeat_s)
         # One loop per process keeps connection pools warm across tasks and threads.
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="llm-loop",
@@ -71,12 +73,9 @@ class WorkerRuntime:
             max_wait_s=self.settings.breaker_max_wait_s, fail_over=fail_over,
         )
 
-    def heartbeat(self, claimed: ClaimedStep, on_lost: Callable[[], Any]) -> Heartbeat:
-        """A heartbeat that holds `claimed`'s lease while it runs (not started yet)."""
-        return Heartbeat(
-            self.sessions, claimed, lease_s=self.settings.step_lease_s,
-            every_s=self.settings.heartbeat_s, on_lost=on_lost,
-        )
+    def heartbeat(self, claimed: ClaimedStep, on_lost: Callable[[], Any]) -> HeldLease:
+        """Holds `claimed`'s lease while it runs (from `start()` to `stop()`)."""
+        return self._leases.hold(claimed, on_lost)
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
         """Run a coroutine on the process loop."""
@@ -84,6 +83,7 @@ class WorkerRuntime:
 
     def close(self) -> None:
         """Close adapters and Redis, stop the loop."""
+        self._leases.close()
         for adapter in self._adapters.values():
             self.submit(adapter.aclose()).result(timeout=5)
         self.submit(self.redis.aclose()).result(timeout=5)

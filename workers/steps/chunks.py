@@ -187,7 +187,7 @@ def drive(
                 cancelled = True
                 break
     finally:
-        heartbeat.stopped.set()
+        heartbeat.stop()
         # Whatever finished is kept, even when the lease was lost: it is never asked again.
         store.flush(_drain(results), force_progress=True)
     if cancelled:

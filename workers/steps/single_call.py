@@ -84,7 +84,7 @@ def run(runtime: WorkerRuntime, claimed: ClaimedStep, chain: Chain) -> str:
         _store_failure(runtime, claimed, exc, partial)
         return StepStatus.FAILED
     finally:
-        heartbeat.stopped.set()
+        heartbeat.stop()
     _store_success(runtime, claimed, output, len(retries), len(chain) > 1)
     return StepStatus.SUCCEEDED
 
