@@ -53,6 +53,7 @@ def create(session: Session, settings: Settings, job: Job) -> Job:
     if spec is None:
         return transitions.create(session, job)
     now = utcnow()
+    job.created_at = job.created_at or now  # started no earlier than created
     job.status, job.stage, job.started_at, job.progress_total = JobStatus.RUNNING, 0, now, 1
     session.add(job)
     step = Step(
