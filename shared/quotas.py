@@ -1,7 +1,8 @@
 """Per-tenant quotas: tokens per UTC day (checked at submission) and jobs running at once.
 
-The running-jobs cap is enforced where jobs start (`orchestrator.engine.plan_job` asks
-`running_cap_reached`): a job over the cap stays queued and starts when a slot frees
+The running-jobs cap is enforced where jobs start (`orchestrator.engine.plan_job` and the
+API's one-step path, `shared.jobs.direct`, ask `running_cap_reached`): a job over the cap
+stays queued for the orchestrator and starts when a slot frees
 (`release_held` after a job ends, and the sweep's re-sent plans as a backstop), so queued work
 never silently exceeds it.
 """
