@@ -14,10 +14,10 @@ from orchestrator.plans.base import (
     first_failure,
     llm_input,
 )
-from orchestrator.plans.grouping import group_parts, split_text
 from shared import prompts, storage
 from shared.analysis import InvalidAnswer, json_schema_for, validate_answer
 from shared.documents import ExtractionError, extract_text
+from shared.documents.grouping import group_parts, split_text
 from shared.models import Step
 from shared.settings import Settings
 from shared.tokens import messages_tokens

@@ -1,9 +1,10 @@
 """One-step jobs skip the orchestrator.
 
-The API writes the job (running) and its only step (queued) in one transaction and sends the
-step to its backend's queue; the worker that stores the step's result ends the job in that
-same transaction. Anything else (several steps, a future `run_after`, a tenant at its
-running-jobs cap) is planned by the orchestrator as before.
+A chat with one answer, or a summary of a text that fits one call: the API writes the job
+(running) and its only step (queued) in one transaction and sends the step to its backend's
+queue; the worker that stores the step's result ends the job in that same transaction.
+Anything else (several steps, a future `run_after`, a tenant at its running-jobs cap) is
+planned by the orchestrator as before.
 """
 
 from __future__ import annotations
@@ -13,10 +14,17 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from shared.backends import configured_backends
 from shared.dispatch import enqueue_step, enqueue_step_done
 from shared.ids import new_id
 from shared.jobs import transitions
-from shared.jobs.plan import StepSpec, chat_outcome, chat_steps
+from shared.jobs.plan import (
+    StepSpec,
+    chat_outcome,
+    chat_steps,
+    summarize_steps,
+    summary_outcome,
+)
 from shared.jobs.status import JobStatus, StepStatus
 from shared.models import Job, Step, utcnow
 from shared.quotas import running_cap_reached
@@ -26,9 +34,17 @@ Outcome = Callable[[list[Step]], tuple[dict[str, Any] | None, dict[str, Any] | N
 
 # Job types whose one-step plan the API may write itself, with how a job's steps plan it
 # and how its ended steps make its result: the same functions the orchestrator's planner uses.
-ONE_STEP: dict[str, tuple[Callable[[Job], list[StepSpec]], Outcome]] = {
-    "chat": (chat_steps, chat_outcome),
+ONE_STEP: dict[str, tuple[Callable[[Job, Settings], list[StepSpec]], Outcome]] = {
+    "chat": (lambda job, settings: chat_steps(job), chat_outcome),
+    "summarize": (lambda job, settings: summarize_steps(job, _context(job, settings), settings),
+                  summary_outcome),
 }
+
+
+def _context(job: Job, settings: Settings) -> int:
+    # The orchestrator sizes chunks from the same window (its PlanContext.context_tokens).
+    backend = configured_backends(settings).get(job.backend)
+    return backend.context_tokens if backend else settings.context_tokens
 
 
 def direct_step(session: Session, settings: Settings, job: Job) -> StepSpec | None:
@@ -38,7 +54,10 @@ def direct_step(session: Session, settings: Settings, job: Job) -> StepSpec | No
         return None
     if job.run_after is not None and job.run_after > utcnow():
         return None
-    specs = kind[0](job)
+    try:
+        specs = kind[0](job, settings)
+    except (KeyError, ValueError):
+        return None  # unplannable here: the orchestrator fails it with its own message
     if len(specs) != 1:
         return None
     # Locks the tenant row, so concurrent starts count each other (as in the orchestrator).

@@ -1,12 +1,16 @@
-"""Step specs and the chat plan: the orchestrator's planner and the direct path share them."""
+"""Step specs, and the plans of jobs that may be one step (chat, summary): the orchestrator's
+planners and the direct path share them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from shared import prompts
+from shared.documents.grouping import split_text
 from shared.jobs.status import StepStatus
 from shared.models import Job, Step
+from shared.settings import Settings
 
 
 @dataclass
@@ -59,3 +63,30 @@ def chat_outcome(steps: list[Step]) -> tuple[dict[str, Any] | None, dict[str, An
     if len(answers) > 1:
         result["choices"] = answers
     return result, None
+
+
+def summary_answer_tokens(job: Job, settings: Settings) -> int:
+    """Tokens reserved for one summary answer, from the words asked for."""
+    max_words = int(job.input.get("max_words") or 120)
+    return min(settings.summary_max_tokens, max(64, int(max_words * 1.6)))
+
+
+def summarize_steps(job: Job, context_tokens: int, settings: Settings) -> list[StepSpec]:
+    """A summary's first steps: one call for a text that fits, else one map step per chunk."""
+    text = job.input["text"]
+    instructions = job.input.get("instructions")
+    max_words = int(job.input.get("max_words") or 120)
+    chunks = split_text(text, context_tokens, summary_answer_tokens(job, settings))
+    kind = "summarize" if len(chunks) == 1 else "map"
+    return [
+        StepSpec(kind, llm_input(prompts.summarize(chunk, instructions, max_words), job.options))
+        for chunk in chunks
+    ]
+
+
+def summary_outcome(steps: list[Step]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(result, error) of a summary whose last stage is one step (summarize or reduce)."""
+    error = first_failure(steps)
+    if error:
+        return None, error
+    return {"summary": str((steps[0].result or {}).get("content", "")).strip()}, None

@@ -78,12 +78,12 @@ def long_text() -> str:
     return "\n\n".join(f"Section {n}. {paragraph}" for n in range(40))
 
 
-def test_chat_jobs_complete_while_a_multi_step_job_waits_for_the_orchestrator(
+def test_one_step_jobs_complete_while_a_multi_step_job_waits_for_the_orchestrator(
     headless: Stack, fake_llm: FakeLLM
 ) -> None:
     assert headless.processes["orchestrator"].poll() is not None
     name, long_name = model(), model()
-    fake_llm.script(name, Reply("direct answer"), Reply("direct answer"))
+    fake_llm.script(name, Reply("direct answer"), Reply("direct answer"), Reply(" brief "))
     fake_llm.rule(long_name, lambda req: Reply("partial summary"))
     key = headless.new_key()
     with headless.client(key) as client:
@@ -96,6 +96,10 @@ def test_chat_jobs_complete_while_a_multi_step_job_waits_for_the_orchestrator(
         completion = client.post("/v1/chat/completions", json={
             "model": f"up/{name}", "messages": [{"role": "user", "content": "hi again"}]},
             timeout=60)
+        short = client.post("/v1/jobs", json={
+            "type": "summarize", "backend": "up", "model": name,
+            "input": {"text": "A short text about quarterly figures.", "max_words": 20}}).json()
+        summarized = headless.wait_job(client, short["id"])
         still = client.get(f"/v1/jobs/{summary['id']}").json()
     assert done["status"] == "succeeded", done
     assert done["result"] == {"message": {"role": "assistant", "content": "direct answer"},
@@ -104,6 +108,9 @@ def test_chat_jobs_complete_while_a_multi_step_job_waits_for_the_orchestrator(
     assert done["usage"]["completion_tokens"] > 0
     assert completion.status_code == 200, completion.text
     assert completion.json()["choices"][0]["message"]["content"] == "direct answer"
+    assert summarized["status"] == "succeeded", summarized
+    assert summarized["result"] == {"summary": "brief"}
+    assert [s["kind"] for s in summarized["steps"]] == ["summarize"]
     assert (still["status"], still["steps_total"]) == ("queued", 0)
     assert not fake_llm.requests_for(long_name)
 

@@ -298,3 +298,34 @@ def test_the_running_cap_counts_direct_jobs(
         statuses = [s.get(Job, j.id).status for j in jobs]  # type: ignore[union-attr]
         assert s.get(Tenant, tenant_id) is not None
     assert statuses == ["running", "running", "queued"]
+
+
+def test_a_short_summary_is_one_step_and_a_long_one_is_planned(
+    sessions: sessionmaker[Session], sent: RecordingDispatcher
+) -> None:
+    paragraph = " ".join(f"Sentence {i} talks about the quarterly figures." for i in range(60))
+    with session_scope(sessions) as s:
+        tenant = ensure_tenant(s, f"t-{new_id('x')}")
+        short, long = (
+            Job(id=new_id("job"), tenant_id=tenant.id, type="summarize", backend="ollama",
+                model="m", input={"text": text, "max_words": 40}, options={})
+            for text in ("A short note about lunch.", "\n\n".join([paragraph] * 40))
+        )
+        direct.create(s, SETTINGS, short)
+        direct.create(s, SETTINGS, long)
+    with session_scope(sessions) as s:
+        job = s.get(Job, short.id)
+        assert job is not None
+        assert s.get(Job, long.id).status == "queued"  # type: ignore[union-attr]
+        step = only_step(s, short.id)
+        ctx = PlanContext(job=job, backend=None, settings=SETTINGS)
+        [spec] = planner_for("summarize").first(ctx)
+        assert (step.kind, step.lane, step.input) == (spec.kind, spec.lane, spec.input)
+    claimed = claim(sessions, short.id)
+    with session_scope(sessions) as s:
+        assert lease.complete(s, claimed.id, claimed.token, {"content": " In short. "}, 9, 3)
+    with session_scope(sessions) as s:
+        done = s.get(Job, short.id)
+        assert done is not None
+        assert (done.status, done.result) == ("succeeded", {"summary": "In short."})
+    assert ("orchestrator.plan", long.id, "orchestrator") in sent.sent
