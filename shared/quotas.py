@@ -54,9 +54,16 @@ def submission_problem(session: Session, settings: Settings, tenant_id: str) -> 
 
 def running_cap_reached(session: Session, settings: Settings, tenant_id: str) -> bool:
     """True when the tenant already runs as many jobs as it may; locks the tenant row."""
+    tenant = session.get(Tenant, tenant_id)
+    if tenant is None or _limit(tenant.max_running_jobs, settings.tenant_max_running_jobs) <= 0:
+        # No cap: no lock either, so an uncapped tenant's job creations never queue on its row.
+        return False
     # FOR UPDATE serialises concurrent starts of one tenant's jobs on PostgreSQL (SQLite
-    # serialises every writer already), so two orchestrators cannot both take the last slot.
-    tenant = session.scalar(select(Tenant).where(Tenant.id == tenant_id).with_for_update())
+    # serialises every writer already), so two processes cannot both take the last slot.
+    tenant = session.scalar(
+        select(Tenant).where(Tenant.id == tenant_id).with_for_update()
+        .execution_options(populate_existing=True)
+    )
     if tenant is None:
         return False
     cap = _limit(tenant.max_running_jobs, settings.tenant_max_running_jobs)
