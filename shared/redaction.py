@@ -183,8 +183,13 @@ def guard_step(
     config = backends.get(step.backend)
     if config is None or config.kind not in CLOUD_KINDS:
         return adapter
-    with session_scope(sessions) as session:
-        enabled = session.scalar(select(Tenant.redact_pii).where(Tenant.id == step.tenant_id))
+    if step.redact_pii is None:
+        with session_scope(sessions) as session:
+            enabled = session.scalar(
+                select(Tenant.redact_pii).where(Tenant.id == step.tenant_id)
+            )
+    else:
+        enabled = step.redact_pii  # read with the claim: no transaction of its own
     if not enabled:
         return adapter
 
@@ -225,3 +230,6 @@ class StepRef(Protocol):
 
     @property
     def backend(self) -> str: ...
+
+    @property
+    def redact_pii(self) -> bool | None: ...  # None: not known yet, read it

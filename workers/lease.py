@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
@@ -17,7 +17,7 @@ from shared.db import changed, session_scope
 from shared.ids import new_id
 from shared.jobs.direct import step_ended
 from shared.jobs.status import JobStatus, StepStatus
-from shared.models import Job, Step, utcnow
+from shared.models import Job, Step, Tenant, utcnow
 
 # A result (or stored rows) is written before the step counts as done; a database blip
 # (SQLite's lock held too long, a PostgreSQL disconnect) must not lose it: losing it means
@@ -43,6 +43,8 @@ class ClaimedStep:
     input: dict[str, Any]
     token: str
     attempts: int
+    # The tenant's redaction setting, read in the claim's transaction.
+    redact_pii: bool | None = None
 
 
 def claim(session: Session, step_id: str, lease_s: float) -> ClaimedStep | None:
@@ -64,7 +66,11 @@ def claim(session: Session, step_id: str, lease_s: float) -> ClaimedStep | None:
         return None
     step = session.get(Step, step_id, populate_existing=True)
     assert step is not None
-    job = session.get(Job, step.job_id)
+    row = session.execute(
+        select(Job, Tenant.redact_pii).join(Tenant, Tenant.id == Job.tenant_id)
+        .where(Job.id == step.job_id)
+    ).first()
+    job, redact_pii = (row[0], bool(row[1])) if row is not None else (None, None)
     if job is None or job.status != JobStatus.RUNNING:
         step.status, step.lease_token = StepStatus.CANCELLED, None
         return None
@@ -78,6 +84,7 @@ def claim(session: Session, step_id: str, lease_s: float) -> ClaimedStep | None:
         input=dict(step.input),
         token=token,
         attempts=step.attempts,
+        redact_pii=redact_pii,
     )
 
 
