@@ -12,7 +12,7 @@ from shared.db import close_process_sessions, open_process_sessions
 from shared.queues import TASK_RUN_STEP
 from shared.settings import get_settings
 from workers.runtime import get_runtime, start_runtime, stop_runtime
-from workers.steps import run_step
+from workers.steps.registry import run_step
 
 
 @celery_app.task(

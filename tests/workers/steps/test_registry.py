@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from workers.lease import ClaimedStep
-from workers.steps import openai_batch_lines, runner_for, sheet_rows, single_call
+from workers.steps import openai_batch_lines, sheet_rows, single_call
+from workers.steps.registry import runner_for
 
 
 def _claimed(kind: str, step_input: dict[str, Any]) -> ClaimedStep:
