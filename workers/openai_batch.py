@@ -20,12 +20,13 @@ from sqlalchemy import select
 
 from shared import storage
 from shared.backends import BackendError
+from shared.backends.routing import route_model
 from shared.batching import row_slots
 from shared.db import session_scope
 from shared.logging import get_logger
 from shared.models import Job, RowResult
 from shared.openai_batch_input import read_span
-from shared.openai_compat import ChatCompletionRequest, completion_object, route_model
+from shared.openai_compat import ChatCompletionRequest, completion_object
 from shared.redaction import guard_step
 from shared.settings import Settings
 from workers import leases

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import redis
 
+from shared.backends.breaker_state import read_state
 from shared.queues import llm_queue
 from shared.settings import Settings
-from workers.breaker import read_state
 
 
 @dataclass(frozen=True)

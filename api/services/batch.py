@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError
-from api.services.jobs import get_job, resolve_backend
+from api.services.jobs import get_job, route
 from shared import storage
 from shared.ids import new_id
 from shared.jobs import transitions
@@ -106,7 +106,8 @@ def create_batch_job(
     session: Session, settings: Settings, tenant_id: str, upload: BinaryIO, req: BatchRequest
 ) -> Job:
     """Store the upload, validate it (400/413/422 naming the field), queue the batch job."""
-    backend, model = resolve_backend(settings, req.backend, req.model)
+    chosen = route(settings, req.backend, req.model, with_fallback=False)
+    backend, model = chosen.backend, chosen.model
     _check(settings, req)
     file_id = new_id("file")
     try:

@@ -15,16 +15,11 @@ from api.dbgate import DbGate
 from api.errors import ApiError, error_body
 from api.schemas.jobs import ChatInput, ChatJobCreate, JobOptions
 from api.services import jobs as job_service
+from shared.backends.routing import ModelNotFound, route_model
 from shared.db import read_session
 from shared.jobs.status import JobStatus, job_is_terminal
 from shared.models import Job
-from shared.openai_compat import (
-    ChatCompletionRequest,
-    ModelNotFound,
-    completion_id,
-    completion_object,
-    route_model,
-)
+from shared.openai_compat import ChatCompletionRequest, completion_id, completion_object
 from shared.settings import Settings
 
 # Polling starts fast (a quick backend answers in tens of ms) and slows to spare the database.
