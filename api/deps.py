@@ -19,7 +19,6 @@ from starlette.concurrency import run_in_threadpool
 from api.context import current_request_id
 from api.dbgate import DbGate, Slot
 from api.errors import ApiError
-from api.guards import bind_settings
 from api.ratelimit import Decision, RateLimiter
 from shared.audit import set_actor
 from shared.db import is_read_session, read_session, session_scope
@@ -195,7 +194,6 @@ def get_caller(request: Request, session: SessionDep, settings: SettingsDep) -> 
     # From here on every query of this request sees only the caller's tenant.
     bind_tenant(session, key.tenant_id)
     set_actor(session, key.tenant_id, key.id, current_request_id())
-    bind_settings(session, settings)
     structlog.contextvars.bind_contextvars(tenant=key.tenant_id)
     return Caller(key.id, key.tenant_id, tuple(key.scopes))
 
@@ -231,4 +229,9 @@ def require_scope(scope: str):  # type: ignore[no-untyped-def]
     return Depends(check)
 
 
-AdminDep = Annotated[Caller, require_scope("admin")]
+# One alias per scope, named for it; every route takes its caller through one of these.
+JobsRead = Annotated[Caller, require_scope("jobs:read")]
+JobsWrite = Annotated[Caller, require_scope("jobs:write")]
+FilesWrite = Annotated[Caller, require_scope("files:write")]
+WebhooksManage = Annotated[Caller, require_scope("webhooks:manage")]
+Admin = Annotated[Caller, require_scope("admin")]

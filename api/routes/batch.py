@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Form, Response, UploadFile
 from fastapi.responses import FileResponse
 
-from api.deps import Caller, SessionDep, SettingsDep, require_scope
+from api.deps import JobsRead, JobsWrite, SessionDep, SettingsDep
 from api.schemas.common import error_responses
 from api.schemas.jobs import JobOut
 from api.services import batch as service
@@ -16,8 +16,6 @@ from shared.jobs.view import job_url, job_view
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-ReadCaller = Annotated[Caller, require_scope("jobs:read")]
-WriteCaller = Annotated[Caller, require_scope("jobs:write")]
 
 _OUTPUT_TYPES: dict[str, object] = {
     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {},
@@ -43,7 +41,7 @@ def batch_summarize(
     file: Annotated[UploadFile, File(description=".xlsx, .csv or .jsonl")],
     column: Annotated[str, Form(min_length=1, max_length=255,
                                 description="Header name or column letter of the input")],
-    caller: WriteCaller,
+    caller: JobsWrite,
     session: SessionDep,
     settings: SettingsDep,
     sheet: Annotated[str | None, Form(max_length=255, description="Default: the first")] = None,
@@ -101,7 +99,7 @@ def batch_summarize(
                **error_responses(401, 404)},
 )
 def get_output(
-    job_id: str, caller: ReadCaller, session: SessionDep, settings: SettingsDep
+    job_id: str, caller: JobsRead, session: SessionDep, settings: SettingsDep
 ) -> FileResponse:
     out = service.output_file(session, settings, caller.tenant_id, job_id)
     return FileResponse(out.path, media_type=out.media_type, filename=out.filename)

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Response
 
-from api.deps import Caller, SessionDep, SettingsDep, require_scope
+from api.deps import JobsRead, JobsWrite, SessionDep, SettingsDep
 from api.errors import ApiError
 from api.schemas.common import error_responses
 from api.schemas.jobs import JobCreate, JobList, JobOut
@@ -18,8 +18,6 @@ from shared.settings import Settings
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-ReadCaller = Annotated[Caller, require_scope("jobs:read")]
-WriteCaller = Annotated[Caller, require_scope("jobs:write")]
 
 
 def _polling_headers(response: Response, settings: Settings, job_id: str) -> None:
@@ -40,7 +38,7 @@ def _polling_headers(response: Response, settings: Settings, job_id: str) -> Non
 def create_job(
     response: Response,
     body: Annotated[JobCreate, Body()],
-    caller: WriteCaller,
+    caller: JobsWrite,
     session: SessionDep,
     settings: SettingsDep,
 ) -> JobOut:
@@ -67,7 +65,7 @@ def create_job(
 def get_job(
     job_id: str,
     response: Response,
-    caller: ReadCaller,
+    caller: JobsRead,
     session: SessionDep,
     settings: SettingsDep,
     fail_on_error: Annotated[bool, Query(description="Failed → 500, cancelled → 409")] = False,
@@ -94,7 +92,7 @@ def get_job(
     responses=error_responses(401, 422),
 )
 def list_jobs(
-    caller: ReadCaller,
+    caller: JobsRead,
     session: SessionDep,
     settings: SettingsDep,
     status: JobStatus | None = None,
@@ -122,7 +120,7 @@ def list_jobs(
     responses=error_responses(401, 404, 409),
 )
 def cancel_job(
-    job_id: str, caller: WriteCaller, session: SessionDep, settings: SettingsDep
+    job_id: str, caller: JobsWrite, session: SessionDep, settings: SettingsDep
 ) -> JobOut:
     job = service.cancel(session, caller.tenant_id, job_id)
     return job_view(session, settings, job)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from api.dbgate import DbGate
-from api.deps import Caller, SessionDep, SettingsDep, release_db_slot, require_scope
+from api.deps import JobsWrite, SessionDep, SettingsDep, release_db_slot
 from api.schemas.common import error_responses
 from api.schemas.openai_chat import ChatCompletion, ChatCompletionRequest
 from api.services import openai_chat as service
@@ -19,7 +19,6 @@ from shared.jobs.status import JobStatus
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
-WriteCaller = Annotated[Caller, require_scope("jobs:write")]
 
 
 @router.post(
@@ -53,7 +52,7 @@ WriteCaller = Annotated[Caller, require_scope("jobs:write")]
 async def create_chat_completion(
     request: Request,
     body: Annotated[ChatCompletionRequest, Body()],
-    caller: WriteCaller,
+    caller: JobsWrite,
     session: SessionDep,
     settings: SettingsDep,
 ) -> ChatCompletion | StreamingResponse:

@@ -13,10 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError
-from api.services.jobs import get_job, route
-from shared import storage
+from api.services.jobs import get_job, route, store_job
+from shared import audit, storage
 from shared.ids import new_id
-from shared.jobs import transitions
 from shared.jobs.status import JobStatus
 from shared.models import Job, StoredFile, utcnow
 from shared.settings import Settings
@@ -159,7 +158,9 @@ def create_batch_job(
         input_file_id=file_id,
         run_after=req.run_after,
     )
-    return transitions.create(session, job)
+    store_job(session, settings, job)
+    audit.record(session, "file.create", "file", file_id)
+    return job
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from api.errors import ApiError
 from api.schemas.files import FileObject
-from shared import storage
+from shared import audit, storage
 from shared.db import after_commit
 from shared.documents import sniff_type
 from shared.ids import new_id
@@ -97,6 +97,7 @@ def create_file(
     )
     session.add(row)
     session.flush()
+    audit.record(session, "file.create", "file", row.id)
     return row
 
 
@@ -146,6 +147,7 @@ def delete_file(session: Session, settings: Settings, tenant_id: str, file_id: s
     row = get_file(session, tenant_id, file_id)
     session.delete(row)
     session.flush()
+    audit.record(session, "file.delete", "file", row.id)
 
     def remove() -> None:
         storage.delete(settings.data_dir, tenant_id, file_id)

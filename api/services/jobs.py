@@ -19,6 +19,7 @@ from shared.jobs import transitions
 from shared.jobs.status import JobStatus
 from shared.metrics import record_job_created
 from shared.models import Job
+from shared.quotas import submission_problem
 from shared.settings import Settings
 
 
@@ -34,6 +35,21 @@ def route(
         return resolve(settings, backend, model, with_fallback=with_fallback)
     except RoutingError as exc:
         raise ApiError(exc.status, exc.message, type=exc.type, param=exc.param) from None
+
+
+def check_quota(session: Session, settings: Settings, tenant_id: str) -> None:
+    """429 naming the quota when the tenant may not submit more work now."""
+    problem = submission_problem(session, settings, tenant_id)
+    if problem:
+        raise ApiError(429, problem, param="quota")
+
+
+def store_job(session: Session, settings: Settings, job: Job) -> Job:
+    """Admit a new job (quota), store it queued and record who created it."""
+    check_quota(session, settings, job.tenant_id)
+    transitions.create(session, job)
+    audit.record(session, "job.create", "job", job.id)
+    return job
 
 
 def create_job(
@@ -68,7 +84,7 @@ def create_job(
         callback_url=str(body.callback_url) if body.callback_url else None,
         **extra,
     )
-    transitions.create(session, job)
+    store_job(session, settings, job)
     record_job_created(session, job)
     return job
 
