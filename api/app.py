@@ -18,8 +18,8 @@ from api.ratelimit import RateLimiter
 from api.routes import actions as actions_routes
 from api.routes import admin as admin_routes
 from api.routes import batch as batch_routes
-from api.routes import events as events_routes
 from api.routes import files, health, jobs, openai_batches, openai_chat, webhooks
+from api.routes import job_stream as job_stream_routes
 from api.routes import metrics as metrics_routes
 from api.routes import models as models_routes
 from shared.celery_app import get_celery
@@ -85,7 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(batch_routes.router)
     app.include_router(jobs.router)
     app.include_router(models_routes.router)
-    app.include_router(events_routes.router)
+    app.include_router(job_stream_routes.router)
     app.include_router(files.router)
     app.include_router(webhooks.router)
     app.include_router(openai_chat.router)

@@ -49,7 +49,7 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     """A session whose transaction commits before the response is sent (then enqueues).
 
     The request holds a database slot (`api.dbgate`) until then; a route that goes on
-    waiting after its commit lets the slot go with `release_db_slot`.
+    waiting commits early with `commit_before_waiting`, which lets the slot go.
     """
     gate: DbGate = request.app.state.db_gate
     async with gate.slot() as slot:
@@ -87,6 +87,16 @@ def release_db_slot(session: Session) -> None:
     slot: Slot | None = session.info.get(_SLOT)
     if slot is not None:
         slot.release()
+
+
+async def commit_before_waiting(session: Session) -> None:
+    """Commit the request's work now and give its database slot back.
+
+    For a route that goes on waiting for workers: its session must not hold a transaction
+    (on SQLite the write lock) that those workers need, and its messages must leave now.
+    """
+    await run_in_threadpool(session.commit)
+    release_db_slot(session)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]

@@ -15,7 +15,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_expo
 
 from shared.backends import BackendError, PermanentBackendError
 from shared.db import session_scope
-from shared.job_events import job_channel
+from shared.jobs.channel import job_channel
 from shared.logging import get_logger
 from shared.redaction import guard_step
 from workers import fallback, leases

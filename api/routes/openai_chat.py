@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from api.dbgate import DbGate
-from api.deps import JobsWrite, SessionDep, SettingsDep, release_db_slot
+from api.deps import JobsWrite, SessionDep, SettingsDep, commit_before_waiting
 from api.schemas.common import error_responses
 from api.schemas.openai_chat import ChatCompletion, ChatCompletionRequest
 from api.services import openai_chat as service
@@ -59,24 +59,25 @@ async def create_chat_completion(
     job = await run_in_threadpool(
         service.create_chat_job, session, settings, caller.tenant_id, body
     )
-    # Committed: the rest is waiting, which must not keep other requests off the database.
-    release_db_slot(session)
+    job_id = job.id
+    # The rest is waiting, which must hold neither a transaction nor a database slot.
+    await commit_before_waiting(session)
     sessions: sessionmaker[Session] = request.app.state.sessions
     gate: DbGate = request.app.state.db_gate
     timeout = settings.openai_chat_timeout_s
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(
-            service.stream_completion(gate, sessions, job.id, body.model, timeout, include_usage),
+            service.stream_completion(gate, sessions, job_id, body.model, timeout, include_usage),
             media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Job-ID": job.id},
+            headers={"Cache-Control": "no-cache", "X-Job-ID": job_id},
         )
     deadline = time.monotonic() + timeout
     done = None
     while done is None and time.monotonic() < deadline:
-        done = await service.wait_for_job(gate, sessions, job.id, deadline)
+        done = await service.wait_for_job(gate, sessions, job_id, deadline)
     if done is None:
-        raise service.timeout_error(job.id, timeout)
+        raise service.timeout_error(job_id, timeout)
     if done.status != JobStatus.SUCCEEDED:
         raise service.job_error(done)
     return ChatCompletion.model_validate(service.completion(done, body.model))

@@ -19,7 +19,7 @@ from api.schemas.webhooks import (
 )
 from api.services import webhooks as service
 from api.urls import base_url
-from shared.webhook_events import tenant_secret
+from shared.webhooks.events import tenant_secret
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 

@@ -31,7 +31,7 @@ KEEPALIVE_S = 10.0
 def create_chat_job(
     session: Session, settings: Settings, tenant_id: str, body: ChatCompletionRequest
 ) -> Job:
-    """Store the chat job and commit, so its plan is sent before we start waiting."""
+    """Store the chat job (the caller commits it before waiting, so its plan is sent)."""
     try:
         backend, model = route_model(settings, body.model)
     except ModelNotFound as exc:
@@ -49,11 +49,7 @@ def create_chat_job(
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ApiError(400, f"{where}: {first['msg']}", param="messages") from exc
-    job = job_service.create_job(session, settings, tenant_id, create)
-    # Commit now: the request's session must not hold a transaction (SQLite's write lock)
-    # while we wait for workers that need to write.
-    session.commit()
-    return job
+    return job_service.create_job(session, settings, tenant_id, create)
 
 
 def _read_job(sessions: sessionmaker[Session], job_id: str) -> Job | None:

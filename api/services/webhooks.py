@@ -17,11 +17,11 @@ from api.schemas.webhooks import (
     WebhookOut,
 )
 from shared import audit
+from shared.dispatch import enqueue_delivery
 from shared.ids import new_id
 from shared.models import utcnow
 from shared.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from shared.settings import Settings
-from shared.webhook_events import enqueue_delivery
 from shared.webhooks import UnsafeURL, check_url, generate_secret
 
 ATTEMPTS_SHOWN = 20

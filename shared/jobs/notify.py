@@ -17,7 +17,7 @@ from shared.models import Job, utcnow
 from shared.models.webhooks import WebhookProgressMark
 from shared.quotas import release_held
 from shared.settings import get_settings
-from shared.webhook_events import CALLBACK_EVENTS, add_delivery, event_body, subscribers
+from shared.webhooks.events import CALLBACK_EVENTS, add_delivery, event_body, subscribers
 
 log = get_logger(__name__)
 

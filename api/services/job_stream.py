@@ -1,4 +1,4 @@
-"""A job's live events: partial chat output from Redis pub/sub, progress from the database."""
+"""A job's live stream: partial chat output from Redis pub/sub, progress from the database."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.dbgate import DbGate
 from shared.db import read_session
-from shared.job_events import job_channel
+from shared.jobs.channel import job_channel
 from shared.jobs.status import job_is_terminal
 from shared.models import Job
 from shared.settings import Settings
@@ -41,7 +41,7 @@ def _snapshot(sessions: sessionmaker[Session], job_id: str) -> dict[str, Any] | 
         }
 
 
-async def job_events(
+async def job_stream(
     settings: Settings, gate: DbGate, sessions: sessionmaker[Session], job_id: str
 ) -> AsyncIterator[bytes]:
     """`progress` on every change, `delta` for each streamed piece, `end` when the job ends."""

@@ -8,7 +8,7 @@ from fastapi.responses import StreamingResponse
 from api.deps import JobsRead, SessionDep
 from api.schemas.common import error_responses
 from api.services import jobs as job_service
-from api.services.events import job_events
+from api.services.job_stream import job_stream
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -30,7 +30,7 @@ def job_events_route(
     job_service.get_job(session, caller.tenant_id, job_id)  # 404 for other tenants' ids
     state = request.app.state
     return StreamingResponse(
-        job_events(state.settings, state.db_gate, state.sessions, job_id),
+        job_stream(state.settings, state.db_gate, state.sessions, job_id),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
