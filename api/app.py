@@ -17,11 +17,11 @@ from api.middleware import BodyLimitMiddleware, RateLimitHeadersMiddleware, Requ
 from api.ratelimit import RateLimiter
 from api.routes import actions as actions_routes
 from api.routes import admin as admin_routes
-from api.routes import batch as batch_routes
 from api.routes import files, health, jobs, openai_batches, openai_chat, webhooks
 from api.routes import job_stream as job_stream_routes
 from api.routes import metrics as metrics_routes
 from api.routes import models as models_routes
+from api.routes import sheets as sheets_routes
 from shared.celery_app import get_celery
 from shared.db import make_engine, make_sessionmaker
 from shared.settings import Settings, get_settings
@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(connector_router)
     app.include_router(admin_routes.router)
     app.include_router(metrics_routes.router)
-    app.include_router(batch_routes.router)
+    app.include_router(sheets_routes.router)
     app.include_router(jobs.router)
     app.include_router(models_routes.router)
     app.include_router(job_stream_routes.router)

@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 
 from orchestrator.plans import Outcome, PlanContext, PlanError, StepSpec, planner_for
 from shared.backends import configured_backends
-from shared.batching import batch_window
 from shared.db import changed
 from shared.dispatch import enqueue_step
 from shared.ids import new_id
@@ -19,11 +18,12 @@ from shared.jobs import transitions
 from shared.jobs.notify import job_progress
 from shared.jobs.status import JobStatus, StepStatus, step_is_terminal
 from shared.jobs.transitions import ROW_JOB_TYPES
+from shared.lanes import batch_window
 from shared.models import Job, Step, utcnow
 from shared.quotas import running_cap_reached
 from shared.settings import Settings, get_settings
 
-# Batch lanes send a window of steps per job (shared.batching.batch_window) so cancel is quick
+# Batch lanes send a window of steps per job (shared.lanes.batch_window) so cancel is quick
 # and jobs share a backend.
 
 

@@ -78,10 +78,10 @@ def sweep_task() -> dict[str, int]:
         webhooks_sent = send_due_deliveries(session, get_settings())
     if any(vars(report).values()) or webhooks_sent:
         log.info("sweep", webhooks_sent=webhooks_sent, **vars(report))
-    for action, count in vars(report).items():  # metrics (issue 9)
+    for action, count in vars(report).items():
         if count:
             metrics.SWEEP_ACTIONS.labels(action).inc(count)
-    purged = _purge_if_due()  # retention (issue 9)
+    purged = _purge_if_due()
     return {**vars(report), "webhooks_sent": webhooks_sent, **purged}
 
 

@@ -144,7 +144,7 @@ class Settings(BaseSettings):
         60.0, description="Re-send a due delivery whose message seems lost after this long"
     )
 
-    # Tenancy, limits and idempotency (issue 8). 0 disables a limit.
+    # Tenancy, limits and idempotency. 0 disables a limit.
     rate_limit_per_key_per_min: int = Field(
         1200, description="Requests per minute per API key (a key's own setting overrides)"
     )
@@ -171,7 +171,7 @@ class Settings(BaseSettings):
     flower_port: int = 5555
     flower_basic_auth: str | None = Field(None, description="user:password for Flower")
 
-    # Operations (issue 9).
+    # Operations: metrics and retention.
     metrics_dir: Path | None = Field(
         None,
         description="Directory the processes of one host share for Prometheus multiprocess "

@@ -21,8 +21,8 @@ from sqlalchemy import select
 from shared import storage
 from shared.backends import BackendError
 from shared.backends.routing import route_model
-from shared.batching import row_slots
 from shared.db import session_scope
+from shared.lanes import row_slots
 from shared.logging import get_logger
 from shared.models import Job, RowResult
 from shared.openai_batch_input import read_span

@@ -26,8 +26,8 @@ from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_expo
 from shared import prompts, storage
 from shared.analysis import json_schema_for
 from shared.backends import BackendError, PermanentBackendError
-from shared.batching import row_slots
 from shared.db import session_scope
+from shared.lanes import row_slots
 from shared.logging import get_logger
 from shared.models import Job, RowResult, utcnow
 from shared.redaction import guard_step

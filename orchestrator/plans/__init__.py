@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from orchestrator.plans.analyze import AnalyzePlanner
 from orchestrator.plans.base import Outcome, PlanContext, PlanError, Planner, StepSpec
-from orchestrator.plans.batch import BatchPlanner
 from orchestrator.plans.chat import ChatPlanner
 from orchestrator.plans.openai_batch import OpenAIBatchPlanner
+from orchestrator.plans.sheets import SheetsPlanner
 from orchestrator.plans.summarize import SummarizePlanner
 
 PLANNERS: dict[str, Planner] = {
     "chat": ChatPlanner(),
     "summarize": SummarizePlanner(),
     "analyze": AnalyzePlanner(),
-    "batch": BatchPlanner(),
+    "batch": SheetsPlanner(),
     "openai_batch": OpenAIBatchPlanner(),
 }
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from orchestrator.plans.batch import output_file_id
+from orchestrator.plans.sheets import output_file_id
 from shared import storage
 from shared.models import Job, RowResult, Step
 from tests.fakellm import FakeLLM

@@ -1,4 +1,4 @@
-"""Batch-summarize: rows split into chunk steps, then the output workbook assembled locally."""
+"""Sheets jobs: rows split into chunk steps, then the output workbook assembled locally."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def output_file_id(job_id: str) -> str:
     return "file_" + job_id.split("_", 1)[1]
 
 
-class BatchPlanner:
+class SheetsPlanner:
     """Rows in chunk steps on the batch lane; the output written without another model call."""
 
     def first(self, ctx: PlanContext) -> list[StepSpec]:

@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse
 from api.deps import JobsRead, JobsWrite, SessionDep, SettingsDep
 from api.schemas.common import error_responses
 from api.schemas.jobs import JobOut
-from api.services import batch as service
+from api.services import sheets as service
 from shared.jobs.view import job_url, job_view
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
