@@ -1,4 +1,4 @@
-"""`llm-jobs batch FILE` (a sheets job): upload a spreadsheet, watch its rows being answered, save the output."""
+"""`llm-jobs batch FILE`: upload a spreadsheet as a sheets job, watch its rows, save the output."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Sheets jobs (batch-summarize): check and store the upload at once, queue the job, serve its output."""
+"""Sheets jobs (batch-summarize): check and store the upload, queue the job, serve its output."""
 
 from __future__ import annotations
 
