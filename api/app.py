@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import redis
+import redis.asyncio as aredis
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
@@ -22,6 +23,7 @@ from api.routes import job_stream as job_stream_routes
 from api.routes import metrics as metrics_routes
 from api.routes import models as models_routes
 from api.routes import sheets as sheets_routes
+from api.services.models import ModelCatalog
 from shared.celery_app import get_celery
 from shared.db import make_engine, make_sessionmaker
 from shared.settings import Settings, get_settings
@@ -43,7 +45,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Rate limits are shared by every API process through the broker's Redis.
         app.state.redis = redis.Redis.from_url(settings.broker_url, socket_timeout=2)
         app.state.limiter = RateLimiter(app.state.redis, settings.broker_key_prefix)
+        # Live job streams subscribe through one pool of the process.
+        app.state.aredis = aredis.Redis.from_url(settings.broker_url, socket_timeout=5)
+        app.state.model_catalog = ModelCatalog(settings)
         yield
+        await app.state.aredis.aclose()
         app.state.redis.close()
         engine.dispose()
 

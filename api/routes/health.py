@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import redis
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
@@ -49,13 +48,13 @@ def readyz(request: Request) -> JSONResponse:
             conn.execute(text("SELECT 1"))
 
     def broker() -> None:
-        redis.Redis.from_url(state.settings.broker_url, socket_timeout=2).ping()
+        state.redis.ping()
 
     for name, fn in (("database", db), ("broker", broker)):
         ok, detail, ms = _timed(fn)
         checks[name] = CheckResult(ok=ok, detail=detail, latency_ms=round(ms, 1))
     configured = configured_backends(state.settings)
-    status = backend_status(state.settings, list(configured))
+    status = backend_status(state.settings, state.redis, list(configured))
     for name, config in configured.items():
         ok, detail, ms = _timed(lambda c=config: check_reachable(c))
         checks[f"backend:{name}"] = CheckResult(

@@ -24,13 +24,13 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}, **error_responses(401, 404)},
 )
-def job_events_route(
+def job_stream_route(
     job_id: str, request: Request, session: SessionDep, caller: JobsRead
 ) -> StreamingResponse:
     job_service.get_job(session, caller.tenant_id, job_id)  # 404 for other tenants' ids
     state = request.app.state
     return StreamingResponse(
-        job_stream(state.settings, state.db_gate, state.sessions, job_id),
+        job_stream(state.settings, state.aredis, state.db_gate, state.sessions, job_id),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -24,7 +24,5 @@ router = APIRouter(prefix="/v1", tags=["openai"])
 )
 async def list_models(request: Request, caller: JobsRead) -> ModelList:
     state = request.app.state
-    catalog: ModelCatalog | None = getattr(state, "model_catalog", None)
-    if catalog is None:
-        catalog = state.model_catalog = ModelCatalog(state.settings)
+    catalog: ModelCatalog = state.model_catalog
     return await catalog.listing()

@@ -42,10 +42,10 @@ def _snapshot(sessions: sessionmaker[Session], job_id: str) -> dict[str, Any] | 
 
 
 async def job_stream(
-    settings: Settings, gate: DbGate, sessions: sessionmaker[Session], job_id: str
+    settings: Settings, client: aredis.Redis, gate: DbGate, sessions: sessionmaker[Session],
+    job_id: str,
 ) -> AsyncIterator[bytes]:
     """`progress` on every change, `delta` for each streamed piece, `end` when the job ends."""
-    client = aredis.Redis.from_url(settings.broker_url, socket_timeout=5)
     pubsub = client.pubsub(ignore_subscribe_messages=True)
     try:
         try:
@@ -81,4 +81,3 @@ async def job_stream(
                 yield sse("delta", json.loads(message["data"]))
     finally:
         await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
-        await client.aclose()
