@@ -12,17 +12,12 @@ from api.schemas.common import error_responses
 from api.schemas.jobs import JobCreate, JobList, JobOut
 from api.services import files as files_service
 from api.services import jobs as service
+from api.urls import polling_headers
 from shared.jobs.status import JOB_ACTIVE, JobStatus
-from shared.jobs.view import job_url, job_view
-from shared.settings import Settings
+from shared.jobs.view import job_view
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-
-
-def _polling_headers(response: Response, settings: Settings, job_id: str) -> None:
-    response.headers["Location"] = job_url(settings, job_id)
-    response.headers["Retry-After"] = str(settings.poll_retry_after_s)
 
 
 @router.post(
@@ -48,7 +43,7 @@ def create_job(
             session, caller.tenant_id, body.input.document.file_id
         )
     job = service.create_job(session, settings, caller.tenant_id, body, **extra)
-    _polling_headers(response, settings, job.id)
+    polling_headers(response, settings, job.id)
     return job_view(session, settings, job)
 
 
@@ -74,7 +69,7 @@ def get_job(
     out = job_view(session, settings, job)
     if job.status in JOB_ACTIVE:
         response.status_code = 202
-        _polling_headers(response, settings, job.id)
+        polling_headers(response, settings, job.id)
     elif fail_on_error and job.status == JobStatus.FAILED:
         message = (job.error or {}).get("message", "the job failed")
         raise ApiError(500, f"job {job.id} failed: {message}", type="internal")

@@ -12,7 +12,8 @@ from api.deps import JobsRead, JobsWrite, SessionDep, SettingsDep
 from api.schemas.common import error_responses
 from api.schemas.jobs import JobOut
 from api.services import sheets as service
-from shared.jobs.view import job_url, job_view
+from api.urls import polling_headers
+from shared.jobs.view import job_view
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -83,8 +84,7 @@ def batch_summarize(
         max_tokens=max_tokens,
     )
     job = service.create_batch_job(session, settings, caller.tenant_id, file.file, req)
-    response.headers["Location"] = job_url(settings, job.id)
-    response.headers["Retry-After"] = str(settings.poll_retry_after_s)
+    polling_headers(response, settings, job.id)
     return job_view(session, settings, job)
 
 

@@ -2,52 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.db import make_engine, make_sessionmaker, session_scope
-from shared.dispatch import CeleryDispatcher, set_dispatcher
+from shared.db import session_scope
 from shared.ids import new_id
 from shared.jobs import transitions
 from shared.jobs.status import JOB_TERMINAL, JobStatus, StepStatus
 from shared.keys import ensure_tenant
-from shared.migrate import upgrade
 from shared.models import Job, Step
-
-
-class RecordingDispatcher:
-    """Records what would be sent to the broker (the transitions run without Celery)."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str, str]] = []
-
-    def send(self, task: str, args: list[str], queue: str) -> None:
-        self.sent.append((task, args[0], queue))
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    url = (
-        f"sqlite:///{tmp_path / 'jobs.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("pg_url")
-    )
-    upgrade(url)
-    eng = make_engine(url)
-    yield make_sessionmaker(eng)
-    eng.dispose()
-
-
-@pytest.fixture
-def sent() -> Iterator[RecordingDispatcher]:
-    recorder = RecordingDispatcher()
-    set_dispatcher(recorder)
-    yield recorder
-    set_dispatcher(CeleryDispatcher())
+from tests.fixtures.recording import RecordingDispatcher
 
 
 def created(session: Session) -> Job:
@@ -66,20 +30,20 @@ def test_statuses_are_the_stored_strings() -> None:
 
 
 def test_create_queues_and_asks_for_a_plan_after_commit(
-    sessions: sessionmaker[Session], sent: RecordingDispatcher
+    db_sessions: sessionmaker[Session], sent: RecordingDispatcher
 ) -> None:
-    with session_scope(sessions) as s:
+    with session_scope(db_sessions) as s:
         job_id = created(s).id
         assert sent.sent == []  # nothing leaves before the commit
     assert sent.sent == [("orchestrator.plan", job_id, "orchestrator")]
-    with session_scope(sessions) as s:
+    with session_scope(db_sessions) as s:
         assert s.get(Job, job_id).status == "queued"  # type: ignore[union-attr]
 
 
 def test_start_and_finish_win_once(
-    sessions: sessionmaker[Session], sent: RecordingDispatcher
+    db_sessions: sessionmaker[Session], sent: RecordingDispatcher
 ) -> None:
-    with session_scope(sessions) as s:
+    with session_scope(db_sessions) as s:
         job = created(s)
         assert transitions.start(s, job)
         assert not transitions.start(s, job)
@@ -93,9 +57,9 @@ def test_start_and_finish_win_once(
 
 
 def test_fail_and_cancel_stop_the_open_steps(
-    sessions: sessionmaker[Session], sent: RecordingDispatcher
+    db_sessions: sessionmaker[Session], sent: RecordingDispatcher
 ) -> None:
-    with session_scope(sessions) as s:
+    with session_scope(db_sessions) as s:
         failing, cancelled = created(s), created(s)
         for job in (failing, cancelled):
             transitions.start(s, job)
@@ -117,9 +81,9 @@ def test_fail_and_cancel_stop_the_open_steps(
 
 
 def test_request_cancel_leaves_running_steps_to_finish(
-    sessions: sessionmaker[Session], sent: RecordingDispatcher
+    db_sessions: sessionmaker[Session], sent: RecordingDispatcher
 ) -> None:
-    with session_scope(sessions) as s:
+    with session_scope(db_sessions) as s:
         job = created(s)
         assert not transitions.request_cancel(s, job, {})  # queued: nothing is running yet
         transitions.start(s, job)
