@@ -27,7 +27,7 @@ from shared.logging import get_logger
 from shared.models import Job, RowResult
 from shared.openai_batch_input import read_span
 from shared.openai_compat import ChatCompletionRequest, completion_object
-from shared.redaction import guard_step
+from shared.redaction import redacting_adapter
 from shared.settings import Settings
 from workers import leases
 from workers.backends.base import Adapter
@@ -129,7 +129,7 @@ def run_openai_lines(runtime: WorkerRuntime, claimed: leases.ClaimedStep) -> str
     try:
         adapter = runtime.adapter(claimed.backend)
         # Issue 8: PII redaction for tenants that want it, before text leaves for a cloud.
-        adapter = guard_step(runtime.sessions, runtime.backends, claimed, adapter)
+        adapter = redacting_adapter(runtime.sessions, runtime.backends, claimed, adapter)
         spans, path, skipped = _load(runtime, claimed)
     except (BackendError, OSError, ValueError) as exc:
         _fail(runtime, claimed, getattr(exc, "message", None) or str(exc))

@@ -30,7 +30,7 @@ from shared.db import session_scope
 from shared.lanes import row_slots
 from shared.logging import get_logger
 from shared.models import Job, RowResult, utcnow
-from shared.redaction import guard_step
+from shared.redaction import redacting_adapter
 from shared.settings import Settings
 from shared.spreadsheets import Row, SpreadsheetError, TableSpec, read_rows, render_prompt
 from workers import leases
@@ -255,7 +255,7 @@ def run_rows_step(runtime: WorkerRuntime, claimed: leases.ClaimedStep) -> str:
     try:
         adapter = runtime.adapter(claimed.backend)
         # Issue 8: PII redaction for tenants that want it, before text leaves for a cloud.
-        adapter = guard_step(runtime.sessions, runtime.backends, claimed, adapter)
+        adapter = redacting_adapter(runtime.sessions, runtime.backends, claimed, adapter)
         rows, skipped = _load(runtime, claimed)
     except (PermanentBackendError, OSError, SpreadsheetError, ValueError, KeyError) as exc:
         message = getattr(exc, "message", None) or str(exc)

@@ -17,7 +17,7 @@ from shared.backends import BackendError, PermanentBackendError
 from shared.db import session_scope
 from shared.jobs.channel import job_channel
 from shared.logging import get_logger
-from shared.redaction import guard_step
+from shared.redaction import redacting_adapter
 from workers import fallback, leases
 from workers import metrics as worker_metrics
 from workers.backends.base import DeltaSink
@@ -117,7 +117,7 @@ def _run_claimed(
         # metrics (issue 9): each backend call timed by outcome
         adapter = worker_metrics.timed(runtime.adapter(claimed.backend), claimed.backend)
         # Issue 8: PII redaction for tenants that want it, before text leaves for a cloud.
-        adapter = guard_step(runtime.sessions, runtime.backends, claimed, adapter)
+        adapter = redacting_adapter(runtime.sessions, runtime.backends, claimed, adapter)
     except PermanentBackendError as exc:
         _store_failure(runtime, claimed, exc, None)
         return "failed"

@@ -68,7 +68,7 @@ def batch_summarize(
     temperature: Annotated[float | None, Form(ge=0, le=2)] = None,
     max_tokens: Annotated[int | None, Form(ge=1, le=32768)] = None,
 ) -> JobOut:
-    req = service.BatchRequest(
+    req = service.SheetsRequest(
         filename=file.filename or "",
         column=column,
         sheet=sheet or None,
@@ -83,7 +83,7 @@ def batch_summarize(
         temperature=temperature,
         max_tokens=max_tokens,
     )
-    job = service.create_batch_job(session, settings, caller.tenant_id, file.file, req)
+    job = service.create_sheets_job(session, settings, caller.tenant_id, file.file, req)
     polling_headers(response, settings, job.id)
     return job_view(session, settings, job)
 

@@ -33,7 +33,7 @@ _CHARSETS = {"utf-8": "utf-8", "utf-8-sig": "utf-8", "cp1252": "windows-1252"}
 
 
 @dataclass
-class BatchRequest:
+class SheetsRequest:
     """The form fields of POST /v1/jobs/batch-summarize, as typed values."""
 
     filename: str
@@ -69,7 +69,7 @@ def parse_labels(raw: list[str] | None) -> list[str] | None:
     return list(dict.fromkeys(labels)) or None
 
 
-def _check(settings: Settings, req: BatchRequest) -> None:
+def _check(settings: Settings, req: SheetsRequest) -> None:
     if req.mode == "classify":
         if not req.labels:
             raise ApiError(422, 'classify mode needs labels, e.g. "positive,neutral,negative"',
@@ -94,15 +94,15 @@ def _check(settings: Settings, req: BatchRequest) -> None:
                            param="run_after")
 
 
-def _inspect(settings: Settings, path: Path, req: BatchRequest) -> TableSpec:
+def _inspect(settings: Settings, path: Path, req: SheetsRequest) -> TableSpec:
     spec = inspect_table(path, req.filename, req.column, req.sheet, settings.batch_max_rows)
     if req.instructions:
         check_template(req.instructions, spec.headers)
     return spec
 
 
-def create_batch_job(
-    session: Session, settings: Settings, tenant_id: str, upload: BinaryIO, req: BatchRequest
+def create_sheets_job(
+    session: Session, settings: Settings, tenant_id: str, upload: BinaryIO, req: SheetsRequest
 ) -> Job:
     """Store the upload, validate it (400/413/422 naming the field), queue the batch job."""
     chosen = route(settings, req.backend, req.model, with_fallback=False)
