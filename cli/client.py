@@ -18,7 +18,8 @@ from shared.settings import get_settings
 console = Console()
 
 UrlOpt = Annotated[
-    str | None, typer.Option("--url", help="API base URL; default: LLMJOBS_PUBLIC_BASE_URL, else LLMJOBS_API_HOST/PORT")
+    str | None,
+    typer.Option("--url", help="API base URL; default: LLMJOBS_PUBLIC_BASE_URL, else host/port"),
 ]
 KeyOpt = Annotated[str, typer.Option("--key", envvar="LLMJOBS_API_KEY", help="API key")]
 
