@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
 import redis
@@ -30,6 +30,7 @@ from shared.settings import Settings
 from shared.tenancy import bind_tenant
 
 log = get_logger(__name__)
+T = TypeVar("T")
 # Where the RateLimit-* headers of a request wait for the middleware that adds them.
 RATELIMIT_SCOPE_KEY = "llmjobs.ratelimit"
 _SLOT = "llmjobs_db_slot"
@@ -88,6 +89,23 @@ def release_db_slot(session: Session) -> None:
     slot: Slot | None = session.info.get(_SLOT)
     if slot is not None:
         slot.release()
+
+
+async def leave_db(session: Session) -> None:
+    """End the request's transaction and give its slot back before slow work without the DB.
+
+    The caller is authenticated by then; its key's last use may have been written, and on
+    SQLite that write holds the lock until this commit.
+    """
+    with anyio.CancelScope(shield=True):
+        await run_in_threadpool(session.commit)
+    release_db_slot(session)
+
+
+async def in_new_slot(request: Request, fn: Callable[[], T]) -> T:
+    """Run `fn` (which commits what it does) in a thread once a database slot is free again."""
+    gate: DbGate = request.app.state.db_gate
+    return await gate.run(fn)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]

@@ -114,6 +114,28 @@ class Settings(BaseSettings):
     openai_batch_max_lines: int = Field(50_000, description="Lines a Batch API input may have")
 
     batch_max_rows: int = Field(100_000, description="Non-empty rows a batch file may have")
+    sheet_max_rows: int = Field(
+        1_000_000, ge=1, description="Rows a sheet, CSV or JSONL file may have, empty ones included"
+    )
+    sheet_max_columns: int = Field(
+        16_384, ge=1, le=16_384, description="Columns a sheet or CSV file may have (Excel's own)"
+    )
+    sheet_max_cell_chars: int = Field(
+        200_000, ge=1, description="Characters an input cell of a batch file may hold"
+    )
+    archive_max_uncompressed_bytes: int = Field(
+        256 * 1024 * 1024, ge=1,
+        description="Total unpacked size of a zip-based upload (.xlsx, .docx)",
+    )
+    archive_max_member_bytes: int = Field(
+        128 * 1024 * 1024, ge=1, description="Unpacked size of one part of a zip-based upload"
+    )
+    archive_max_ratio: float = Field(
+        200.0, gt=1, description="Unpacked-to-packed size ratio a zip-based upload may reach"
+    )
+    archive_max_entries: int = Field(
+        10_000, ge=1, description="Parts (files) a zip-based upload may hold"
+    )
     batch_chunk_rows: int = Field(50, description="Rows per chunk step of a batch job")
     batch_window: int | None = Field(
         None, description="Chunk steps of one batch job sent at once; default from concurrency"

@@ -5,15 +5,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
+import anyio
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from fastapi.responses import FileResponse
 
-from api.deps import Caller, SessionDep, SettingsDep, require_scope
+from api.deps import Caller, SessionDep, SettingsDep, in_new_slot, leave_db, require_scope
 from api.schemas.common import error_responses
 from api.schemas.jobs import JobOut
 from api.services import batch as service
 from api.services.jobs import job_out
 from api.urls import base_url
+from shared import storage
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -39,7 +41,7 @@ _OUTPUT_TYPES: dict[str, object] = {
     operation_id="BatchSummarize",
     responses=error_responses(400, 401, 413, 422, 429),
 )
-def batch_summarize(
+async def batch_summarize(
     request: Request,
     response: Response,
     file: Annotated[UploadFile, File(description=".xlsx, .csv or .jsonl")],
@@ -86,10 +88,29 @@ def batch_summarize(
         temperature=temperature,
         max_tokens=max_tokens,
     )
-    job = service.create_batch_job(session, settings, caller.tenant_id, file.file, req)
-    response.headers["Location"] = f"{base_url(request)}/v1/jobs/{job.id}"
+    # Parsing a large or hostile upload takes a while: it runs in a thread, holding neither
+    # a transaction nor a database slot, so other callers are not kept waiting.
+    await leave_db(session)
+    checked = await anyio.to_thread.run_sync(
+        service.check_upload, settings, caller.tenant_id, file.file, req
+    )
+    base = base_url(request)
+
+    def record() -> JobOut:
+        try:
+            job = service.record_batch_job(session, caller.tenant_id, checked, req)
+            out = job_out(session, job, base)
+            session.commit()
+        except BaseException:
+            session.rollback()
+            storage.delete(settings.data_dir, caller.tenant_id, checked.file_id)
+            raise
+        return out
+
+    out = await in_new_slot(request, record)
+    response.headers["Location"] = f"{base}/v1/jobs/{out.id}"
     response.headers["Retry-After"] = str(settings.poll_retry_after_s)
-    return job_out(session, job, base_url(request))
+    return out
 
 
 @router.get(

@@ -95,16 +95,37 @@ def _check(settings: Settings, req: BatchRequest) -> None:
 
 
 def _inspect(settings: Settings, path: Path, req: BatchRequest) -> TableSpec:
-    spec = inspect_table(path, req.filename, req.column, req.sheet, settings.batch_max_rows)
+    spec = inspect_table(
+        path,
+        req.filename,
+        req.column,
+        req.sheet,
+        settings.batch_max_rows,
+        max_sheet_rows=settings.sheet_max_rows,
+        max_columns=settings.sheet_max_columns,
+        max_cell_chars=settings.sheet_max_cell_chars,
+    )
     if req.instructions:
         check_template(req.instructions, spec.headers)
     return spec
 
 
-def create_batch_job(
-    session: Session, settings: Settings, tenant_id: str, upload: BinaryIO, req: BatchRequest
-) -> Job:
-    """Store the upload, validate it (400/413/422 naming the field), queue the batch job."""
+@dataclass(frozen=True)
+class CheckedUpload:
+    """A stored batch upload that passed validation, not yet recorded in the database."""
+
+    file_id: str
+    size: int
+    digest: str
+    spec: TableSpec
+    backend: str
+    model: str
+
+
+def check_upload(
+    settings: Settings, tenant_id: str, upload: BinaryIO, req: BatchRequest
+) -> CheckedUpload:
+    """Store the upload and validate it (400/413/422 naming the field); no database needed."""
     backend, model = resolve_backend(settings, req.backend, req.model)
     _check(settings, req)
     file_id = new_id("file")
@@ -119,6 +140,15 @@ def create_batch_job(
     except SpreadsheetError as exc:
         storage.delete(settings.data_dir, tenant_id, file_id)
         raise ApiError(exc.status, exc.message, param=exc.param) from None
+    return CheckedUpload(file_id, size, digest, spec, backend, model)
+
+
+def record_batch_job(
+    session: Session, tenant_id: str, checked: CheckedUpload, req: BatchRequest
+) -> Job:
+    """Record a checked upload and its batch job, and queue the job once committed."""
+    file_id, size, digest, spec = checked.file_id, checked.size, checked.digest, checked.spec
+    backend, model = checked.backend, checked.model
     session.add(
         StoredFile(
             id=file_id,
