@@ -118,3 +118,22 @@ def test_overlong_input_cell_is_422(tmp_path: Path) -> None:
     assert err.status == 422
     assert "line 3" in err.message
     assert "LLMJOBS_SHEET_MAX_CELL_CHARS" in err.message
+
+
+@pytest.mark.parametrize("fmt", ["xlsx", "jsonl"])
+def test_column_limit_holds_for_workbooks_and_jsonl(tmp_path: Path, fmt: str) -> None:
+    path = tmp_path / f"wide.{fmt}"
+    names = [f"c{i}" for i in range(12)]
+    if fmt == "jsonl":
+        path.write_text(json.dumps({n: "x" for n in names}) + "\n")
+    else:
+        wb = Workbook()
+        ws = wb.active
+        assert ws is not None
+        ws.append(names)
+        ws.append(["x"] * len(names))
+        wb.save(path)
+    assert inspect_table(path, path.name, "c0", max_columns=12).total_rows == 1
+    err = refusal(path, path.name, "c0", max_columns=11)
+    assert err.status == 422
+    assert "LLMJOBS_SHEET_MAX_COLUMNS" in err.message
