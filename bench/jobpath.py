@@ -17,7 +17,7 @@ an older checkout to measure before and after side by side.
 Profiling the chat-job burst: `--profile DIR` records each stack process with py-spy
 (`pip install py-spy`) into DIR/<database>-<run>-<process>.speedscope.json (open in
 https://www.speedscope.app); the run's figures are then disturbed. By hand, during any run:
-`py-spy top --pid <pid>` or `py-spy dump --pid <pid>` (pids: `ps -ef | grep shared.cli`).
+`py-spy top --pid <pid>` or `py-spy dump --pid <pid>` (pids: `ps -ef | grep cli.main`).
 """
 
 from __future__ import annotations
