@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 import redis
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from api.connector import router as connector_router
 from api.dbgate import DbGate
@@ -41,8 +43,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessions = make_sessionmaker(engine)
         app.state.celery = get_celery()
         # Rate limits are shared by every API process through the broker's Redis.
-        app.state.redis = redis.Redis.from_url(settings.broker_url, socket_timeout=2)
-        app.state.limiter = RateLimiter(app.state.redis, settings.broker_key_prefix)
+        # One quick retry: while Redis is down a request probing it waits for every attempt.
+        app.state.redis = redis.Redis.from_url(
+            settings.broker_url, socket_timeout=2, socket_connect_timeout=2,
+            retry=Retry(NoBackoff(), 1),
+        )
+        app.state.limiter = RateLimiter(app.state.redis, settings.broker_key_prefix,
+                                        settings.rate_limit_on_redis_down)
         yield
         app.state.redis.close()
         engine.dispose()

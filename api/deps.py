@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 import anyio
-import redis
 import structlog
 from fastapi import Depends, Request
 from sqlalchemy import select, update
@@ -20,7 +19,7 @@ from api.context import current_request_id
 from api.dbgate import DbGate, Slot
 from api.errors import ApiError
 from api.guards import bind_settings
-from api.ratelimit import Decision, RateLimiter
+from api.ratelimit import Decision, LimiterUnavailable, RateLimiter
 from shared.audit import set_actor
 from shared.db import is_read_session, read_session, session_scope
 from shared.keys import authenticate
@@ -34,6 +33,7 @@ T = TypeVar("T")
 # Where the RateLimit-* headers of a request wait for the middleware that adds them.
 RATELIMIT_SCOPE_KEY = "llmjobs.ratelimit"
 _SLOT = "llmjobs_db_slot"
+LIMITER_RETRY_AFTER_S = 5
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -171,10 +171,13 @@ def charge(
                 (f"tenant:{identity.key.tenant_id}", identity.tenant_limit),
             ]
         )
-    except redis.RedisError as exc:
-        # Limits protect the service; a Redis blip must not take the whole API down with it.
-        log.warning("rate limiter unavailable; request let through", error=str(exc)[:200])
-        return None
+    except LimiterUnavailable as exc:
+        raise ApiError(
+            503,
+            "rate limits cannot be checked right now (their store is unreachable); "
+            f"retry in {LIMITER_RETRY_AFTER_S} s",
+            headers={"Retry-After": str(LIMITER_RETRY_AFTER_S)},
+        ) from exc
     if decision is not None:
         holder = scope.get(RATELIMIT_SCOPE_KEY)
         if isinstance(holder, dict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -170,6 +171,11 @@ class Settings(BaseSettings):
     )
     rate_limit_per_tenant_per_min: int = Field(
         6000, description="Requests per minute per tenant, all its keys together"
+    )
+    rate_limit_on_redis_down: Literal["local", "refuse", "open"] = Field(
+        "local",
+        description="While Redis is unreachable: local (each API process limits in memory, "
+        "a key's full limit per process), refuse (503) or open (no limits)",
     )
     tenant_tokens_per_day: int = Field(
         0, description="Default tokens (prompt+completion) per tenant per UTC day; 0: unlimited"
