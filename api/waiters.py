@@ -69,6 +69,7 @@ class JobWaiters:
         self._pubsub: Any = None
         self._task: asyncio.Task[None] | None = None
         self._sending: set[asyncio.Task[None]] = set()  # kept so the loop does not drop them
+        self._send_lock = asyncio.Lock()
         self.connected = asyncio.Event()
 
     # lifecycle -------------------------------------------------------------------------
@@ -167,8 +168,10 @@ class JobWaiters:
             return
 
         async def send() -> None:
-            with contextlib.suppress(aredis.RedisError, OSError):
-                await getattr(pubsub, command)(channel)
+            # In order: an unsubscribe overtaking a later subscribe would leave a follower deaf.
+            async with self._send_lock:
+                with contextlib.suppress(aredis.RedisError, OSError):
+                    await getattr(pubsub, command)(channel)
 
         task = asyncio.create_task(send())
         self._sending.add(task)
