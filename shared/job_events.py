@@ -32,11 +32,13 @@ def ended_channel(prefix: str) -> str:
 
 def _client(settings: Settings) -> redis.Redis:
     # Built on first use in each process and kept: a job's end must not cost a new connection.
+    # Short timeouts: with Redis away, the transaction that ended the job has committed and
+    # its caller (an API cancel, the sweep) should not wait long for a notice it may lose.
     with _lock:
         client = _clients.get(settings.broker_url)
         if client is None:
             client = _clients[settings.broker_url] = redis.Redis.from_url(
-                settings.broker_url, socket_timeout=2, socket_connect_timeout=2
+                settings.broker_url, socket_timeout=1, socket_connect_timeout=1
             )
         return client
 
