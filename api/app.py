@@ -24,6 +24,7 @@ from api.routes import events as events_routes
 from api.routes import files, health, jobs, openai_batches, openai_chat, webhooks
 from api.routes import metrics as metrics_routes
 from api.routes import models as models_routes
+from api.waiters import JobWaiters
 from shared.celery_app import get_celery
 from shared.db import make_engine, make_sessionmaker
 from shared.settings import Settings, get_settings
@@ -50,7 +51,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.limiter = RateLimiter(app.state.redis, settings.broker_key_prefix,
                                         settings.rate_limit_on_redis_down)
+        # One subscriber per process wakes every request waiting for a job's end.
+        app.state.waiters = JobWaiters(settings)
+        app.state.waiters.start()
         yield
+        await app.state.waiters.stop()
         app.state.redis.close()
         engine.dispose()
 

@@ -112,6 +112,14 @@ class Settings(BaseSettings):
     openai_chat_timeout_s: float = Field(
         120.0, description="How long POST /v1/chat/completions waits before answering 504"
     )
+    wait_recheck_s: float = Field(
+        3.0, gt=0, description="A waiting request (?wait=, chat completions, job events) "
+        "re-reads its job this often in case the push of the job's end was lost"
+    )
+    job_end_publish: bool = Field(
+        True, description="Publish each job's end on Redis so waiting requests answer at "
+        "once; off, they find it only by their periodic re-read"
+    )
     openai_batch_max_lines: int = Field(50_000, description="Lines a Batch API input may have")
 
     batch_max_rows: int = Field(100_000, description="Non-empty rows a batch file may have")

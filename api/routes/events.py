@@ -33,7 +33,7 @@ def job_events_route(
     job_service.get_job(session, caller.tenant_id, job_id)  # 404 for other tenants' ids
     state = request.app.state
     return StreamingResponse(
-        job_events(state.settings, state.db_gate, state.sessions, job_id),
+        job_events(state.waiters, state.db_gate, state.sessions, job_id),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -15,6 +15,7 @@ from api.deps import Caller, SessionDep, SettingsDep, release_db_slot, require_s
 from api.schemas.common import error_responses
 from api.schemas.openai_chat import ChatCompletion, ChatCompletionRequest
 from api.services import openai_chat as service
+from api.waiters import JobWaiters
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -63,18 +64,21 @@ async def create_chat_completion(
     release_db_slot(session)
     sessions: sessionmaker[Session] = request.app.state.sessions
     gate: DbGate = request.app.state.db_gate
+    waiters: JobWaiters = request.app.state.waiters
     timeout = settings.openai_chat_timeout_s
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(
-            service.stream_completion(gate, sessions, job.id, body.model, timeout, include_usage),
+            service.stream_completion(
+                gate, sessions, waiters, job.id, body.model, timeout, include_usage
+            ),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Job-ID": job.id},
         )
     deadline = time.monotonic() + timeout
     done = None
     while done is None and time.monotonic() < deadline:
-        done = await service.wait_for_job(gate, sessions, job.id, deadline)
+        done = await service.wait_for_job(gate, sessions, waiters, job.id, deadline, timeout)
     if done is None:
         raise service.timeout_error(job.id, timeout)
     if done.status != "succeeded":
