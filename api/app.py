@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import redis
-import redis.asyncio as aredis
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from api.connector import router as connector_router
 from api.dbgate import DbGate
@@ -24,6 +25,7 @@ from api.routes import metrics as metrics_routes
 from api.routes import models as models_routes
 from api.routes import sheets as sheets_routes
 from api.services.models import ModelCatalog
+from api.waiters import JobWaiters
 from shared.celery_app import get_celery
 from shared.db import make_engine, make_sessionmaker
 from shared.settings import Settings, get_settings
@@ -43,13 +45,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessions = make_sessionmaker(engine)
         app.state.celery = get_celery()
         # Rate limits are shared by every API process through the broker's Redis.
-        app.state.redis = redis.Redis.from_url(settings.broker_url, socket_timeout=2)
-        app.state.limiter = RateLimiter(app.state.redis, settings.broker_key_prefix)
-        # Live job streams subscribe through one pool of the process.
-        app.state.aredis = aredis.Redis.from_url(settings.broker_url, socket_timeout=5)
+        # One quick retry: while Redis is down a request probing it waits for every attempt.
+        app.state.redis = redis.Redis.from_url(
+            settings.broker_url, socket_timeout=2, socket_connect_timeout=2,
+            retry=Retry(NoBackoff(), 1),
+        )
+        app.state.limiter = RateLimiter(app.state.redis, settings.broker_key_prefix,
+                                        settings.rate_limit_on_redis_down)
+        # One subscriber per process wakes every request waiting for a job's end.
+        app.state.waiters = JobWaiters(settings)
+        app.state.waiters.start()
         app.state.model_catalog = ModelCatalog(settings)
         yield
-        await app.state.aredis.aclose()
+        await app.state.waiters.stop()
         app.state.redis.close()
         engine.dispose()
 

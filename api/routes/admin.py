@@ -57,9 +57,10 @@ def list_keys(caller: Admin, session: SessionDep) -> KeyList:
     "/keys/{key_id}/revoke",
     response_model=KeyOut,
     summary="Revoke an API key",
-    description="The key stops working at once. Revoking again answers the same.",
+    description="The key stops working at once. Revoking again answers the same. The "
+    "tenant's last working admin key cannot be revoked (409): create another admin key first.",
     operation_id="RevokeApiKey",
-    responses=error_responses(401, 403, 404),
+    responses=error_responses(401, 403, 404, 409),
 )
 def revoke_key(key_id: str, caller: Admin, session: SessionDep) -> KeyOut:
     return service.revoke(session, caller.tenant_id, key_id)

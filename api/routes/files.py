@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+import anyio
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse
 
-from api.deps import FilesWrite, JobsRead, SessionDep, SettingsDep
+from api.deps import FilesWrite, JobsRead, SessionDep, SettingsDep, in_new_slot, leave_db
 from api.schemas.common import error_responses
 from api.schemas.files import FileDeleted, FileList, FileObject, FilePurpose
 from api.services import files as service
+from shared import storage
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
@@ -25,17 +27,31 @@ router = APIRouter(prefix="/v1/files", tags=["files"])
     operation_id="UploadFile",
     responses=error_responses(401, 413, 422),
 )
-def upload_file(
+async def upload_file(
+    request: Request,
     file: Annotated[UploadFile, File(description="The document or JSONL file")],
     purpose: Annotated[FilePurpose, Form(description="analysis or batch")],
     caller: FilesWrite,
     session: SessionDep,
     settings: SettingsDep,
 ) -> FileObject:
-    row = service.create_file(
-        session, settings, caller.tenant_id, file.file, file.filename, purpose
+    # Checking an archive may take a while: no transaction or database slot is held meanwhile.
+    await leave_db(session)
+    row = await anyio.to_thread.run_sync(
+        service.check_file, settings, caller.tenant_id, file.file, file.filename, purpose
     )
-    return service.file_object(row)
+
+    def record() -> FileObject:
+        try:
+            out = service.add_file(session, row)
+            session.commit()
+        except BaseException:
+            session.rollback()
+            storage.delete(settings.data_dir, caller.tenant_id, row.id)
+            raise
+        return out
+
+    return await in_new_slot(request, record)
 
 
 @router.get(

@@ -12,8 +12,6 @@ from api.services.job_stream import job_stream
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-
-
 @router.get(
     "/{job_id}/events",
     summary="Follow a job",
@@ -30,7 +28,7 @@ def job_stream_route(
     job_service.get_job(session, caller.tenant_id, job_id)  # 404 for other tenants' ids
     state = request.app.state
     return StreamingResponse(
-        job_stream(state.settings, state.aredis, state.db_gate, state.sessions, job_id),
+        job_stream(state.waiters, state.db_gate, state.sessions, job_id),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

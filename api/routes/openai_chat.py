@@ -11,10 +11,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from api.dbgate import DbGate
-from api.deps import JobsWrite, SessionDep, SettingsDep, commit_before_waiting
+from api.deps import JobsWrite, SessionDep, SettingsDep, leave_db
 from api.schemas.common import error_responses
 from api.schemas.openai_chat import ChatCompletion, ChatCompletionRequest
 from api.services import openai_chat as service
+from api.waiters import JobWaiters
 from shared.jobs.status import JobStatus
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -61,21 +62,24 @@ async def create_chat_completion(
     )
     job_id = job.id
     # The rest is waiting, which must hold neither a transaction nor a database slot.
-    await commit_before_waiting(session)
+    await leave_db(session)
     sessions: sessionmaker[Session] = request.app.state.sessions
     gate: DbGate = request.app.state.db_gate
+    waiters: JobWaiters = request.app.state.waiters
     timeout = settings.openai_chat_timeout_s
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(
-            service.stream_completion(gate, sessions, job_id, body.model, timeout, include_usage),
+            service.stream_completion(
+                gate, sessions, waiters, job_id, body.model, timeout, include_usage
+            ),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Job-ID": job_id},
         )
     deadline = time.monotonic() + timeout
     done = None
     while done is None and time.monotonic() < deadline:
-        done = await service.wait_for_job(gate, sessions, job_id, deadline)
+        done = await service.wait_for_job(gate, sessions, waiters, job_id, deadline, timeout)
     if done is None:
         raise service.timeout_error(job_id, timeout)
     if done.status != JobStatus.SUCCEEDED:

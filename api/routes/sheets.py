@@ -5,14 +5,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Response, UploadFile
+import anyio
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from fastapi.responses import FileResponse
 
-from api.deps import JobsRead, JobsWrite, SessionDep, SettingsDep
+from api.deps import JobsRead, JobsWrite, SessionDep, SettingsDep, in_new_slot, leave_db
 from api.schemas.common import error_responses
 from api.schemas.jobs import JobOut
 from api.services import sheets as service
 from api.urls import polling_headers
+from shared import storage
 from shared.jobs.view import job_view
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -37,7 +39,8 @@ _OUTPUT_TYPES: dict[str, object] = {
     operation_id="BatchSummarize",
     responses=error_responses(400, 401, 413, 422, 429),
 )
-def batch_summarize(
+async def batch_summarize(
+    request: Request,
     response: Response,
     file: Annotated[UploadFile, File(description=".xlsx, .csv or .jsonl")],
     column: Annotated[str, Form(min_length=1, max_length=255,
@@ -83,9 +86,27 @@ def batch_summarize(
         temperature=temperature,
         max_tokens=max_tokens,
     )
-    job = service.create_sheets_job(session, settings, caller.tenant_id, file.file, req)
-    polling_headers(response, settings, job.id)
-    return job_view(session, settings, job)
+    # Parsing a large or hostile upload takes a while: it runs in a thread, holding neither
+    # a transaction nor a database slot, so other callers are not kept waiting.
+    await leave_db(session)
+    checked = await anyio.to_thread.run_sync(
+        service.check_upload, settings, caller.tenant_id, file.file, req
+    )
+
+    def record() -> JobOut:
+        try:
+            job = service.record_sheets_job(session, settings, caller.tenant_id, checked, req)
+            out = job_view(session, settings, job)
+            session.commit()
+        except BaseException:
+            session.rollback()
+            storage.delete(settings.data_dir, caller.tenant_id, checked.file_id)
+            raise
+        return out
+
+    out = await in_new_slot(request, record)
+    polling_headers(response, settings, out.id)
+    return out
 
 
 @router.get(

@@ -95,16 +95,37 @@ def _check(settings: Settings, req: SheetsRequest) -> None:
 
 
 def _inspect(settings: Settings, path: Path, req: SheetsRequest) -> TableSpec:
-    spec = inspect_table(path, req.filename, req.column, req.sheet, settings.batch_max_rows)
+    spec = inspect_table(
+        path,
+        req.filename,
+        req.column,
+        req.sheet,
+        settings.batch_max_rows,
+        max_sheet_rows=settings.sheet_max_rows,
+        max_columns=settings.sheet_max_columns,
+        max_cell_chars=settings.sheet_max_cell_chars,
+    )
     if req.instructions:
         check_template(req.instructions, spec.headers)
     return spec
 
 
-def create_sheets_job(
-    session: Session, settings: Settings, tenant_id: str, upload: BinaryIO, req: SheetsRequest
-) -> Job:
-    """Store the upload, validate it (400/413/422 naming the field), queue the batch job."""
+@dataclass(frozen=True)
+class CheckedUpload:
+    """A stored sheets upload that passed validation, not yet recorded in the database."""
+
+    file_id: str
+    size: int
+    digest: str
+    spec: TableSpec
+    backend: str
+    model: str
+
+
+def check_upload(
+    settings: Settings, tenant_id: str, upload: BinaryIO, req: SheetsRequest
+) -> CheckedUpload:
+    """Store the upload and validate it (400/413/422 naming the field); no database needed."""
     chosen = route(settings, req.backend, req.model, with_fallback=False)
     backend, model = chosen.backend, chosen.model
     _check(settings, req)
@@ -120,6 +141,16 @@ def create_sheets_job(
     except SpreadsheetError as exc:
         storage.delete(settings.data_dir, tenant_id, file_id)
         raise ApiError(exc.status, exc.message, param=exc.param) from None
+    return CheckedUpload(file_id, size, digest, spec, backend, model)
+
+
+def record_sheets_job(
+    session: Session, settings: Settings, tenant_id: str, checked: CheckedUpload,
+    req: SheetsRequest,
+) -> Job:
+    """Record a checked upload and its sheets job (quota, audit), queued once committed."""
+    file_id, size, digest, spec = checked.file_id, checked.size, checked.digest, checked.spec
+    backend, model = checked.backend, checked.model
     session.add(
         StoredFile(
             id=file_id,
