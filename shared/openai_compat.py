@@ -7,9 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.backends import BackendConfig, configured_backends, default_backend
 from shared.ids import new_id
-from shared.settings import Settings
 
 
 class ContentPart(BaseModel):
@@ -103,37 +101,6 @@ class ChatCompletionRequest(BaseModel):
             "n": self.n if self.n > 1 else None,
         }
         return {k: v for k, v in options.items() if v is not None}
-
-
-class ModelNotFound(ValueError):
-    """The model names a backend that is not configured, or no backend is configured."""
-
-
-def route_model(settings: Settings, model: str) -> tuple[str, str]:
-    """The backend and model that an OpenAI `model` names.
-
-    `backend/model` picks that backend; a bare model goes to the backend whose default model
-    it is, else to the default backend.
-    """
-    backends = configured_backends(settings)
-    prefix, sep, rest = model.partition("/")
-    if sep and prefix in backends:
-        if not rest:
-            return prefix, _default_model(backends[prefix])
-        return prefix, rest
-    for name, config in backends.items():
-        if config.default_model == model:
-            return name, model
-    fallback = default_backend(settings)
-    if fallback is None:
-        raise ModelNotFound("no LLM backend is configured")
-    return fallback, model
-
-
-def _default_model(config: BackendConfig) -> str:
-    if not config.default_model:
-        raise ModelNotFound(f"backend {config.name!r} has no default model; name one")
-    return config.default_model
 
 
 def completion_id() -> str:
