@@ -24,14 +24,13 @@ from typing import Literal
 import redis
 
 from shared.logging import get_logger
-from shared.ratelimit import PERIOD_US, Gcra
+from shared.ratelimit import Gcra, MemoryGcra
 
 log = get_logger(__name__)
 
 RETRY_REDIS_S = 1.0
-# Above this many remembered limits the local fallback forgets the ones already at rest.
-LOCAL_PRUNE_AT = 10_000
 OnRedisDown = Literal["local", "refuse", "open"]
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -71,36 +70,16 @@ def _decision(limit: int, allowed: bool, remaining: int, reset_us: float,
 
 
 class LocalLimiter:
-    """The Redis script's GCRA over this process's memory, for while Redis is unreachable."""
+    """The GCRA over this process's memory, for while Redis is unreachable."""
 
     def __init__(self) -> None:
-        self._tats: dict[str, float] = {}
-        self._lock = threading.Lock()
+        self._gcra = MemoryGcra()
 
     def hit(self, active: list[tuple[str, int]]) -> Decision:
         """Check and charge every (name, limit > 0) at once, as the script does."""
-        with self._lock:
-            now = time.monotonic() * 1_000_000
-            if len(self._tats) > LOCAL_PRUNE_AT:
-                self._tats = {k: t for k, t in self._tats.items() if t > now}
-            allowed, retry = True, 0.0
-            rows: list[tuple[int, float, float]] = []  # (remaining, ahead, new tat)
-            for name, limit in active:
-                interval = PERIOD_US / limit
-                tat = max(self._tats.get(name, now), now)
-                new_tat = tat + interval
-                ahead = new_tat - now
-                if ahead > PERIOD_US + 1:
-                    allowed = False
-                    retry = max(retry, ahead - PERIOD_US)
-                    ahead, new_tat = tat - now, tat
-                rows.append((max(0, math.floor((PERIOD_US - ahead) / interval)), ahead, new_tat))
-            if allowed:
-                for (name, _), (_, _, new_tat) in zip(active, rows, strict=True):
-                    self._tats[name] = new_tat
-            tightest = min(range(len(rows)), key=lambda i: rows[i][0])
-            remaining, ahead, _ = rows[tightest]
-            return _decision(active[tightest][1], allowed, remaining, ahead, retry)
+        verdict = self._gcra.take([(name, limit, 1) for name, limit in active])
+        return _decision(active[verdict.tightest][1], verdict.allowed, verdict.remaining,
+                         verdict.reset_us, verdict.retry_us)
 
 
 class RateLimiter:
