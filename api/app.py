@@ -28,6 +28,7 @@ from api.services.models import ModelCatalog
 from api.waiters import JobWaiters
 from shared.celery_app import get_celery
 from shared.db import make_engine, make_sessionmaker
+from shared.jobs.channel import publisher
 from shared.settings import Settings, get_settings
 
 
@@ -55,6 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # One subscriber per process wakes every request waiting for a job's end.
         app.state.waiters = JobWaiters(settings)
         app.state.waiters.start()
+        # Job ends this process causes (a cancel) are announced without a first-use connect.
+        publisher(settings)
         app.state.model_catalog = ModelCatalog(settings)
         yield
         await app.state.waiters.stop()

@@ -101,10 +101,27 @@ async def leave_db(session: Session) -> None:
     release_db_slot(session)
 
 
-async def in_new_slot(request: Request, fn: Callable[[], T]) -> T:
-    """Run `fn` (which commits what it does) in a thread once a database slot is free again."""
+async def commit_in_new_slot(
+    request: Request, session: Session, work: Callable[[], T], undo: Callable[[], object]
+) -> T:
+    """Do `work` on the request's session once a database slot is free again, and commit it.
+
+    For a route that left the database (`leave_db`) to do slow work first. When `work` or the
+    commit fails, the transaction is rolled back and `undo` removes what the slow work left.
+    """
+
+    def run() -> T:
+        try:
+            out = work()
+            session.commit()
+        except BaseException:
+            session.rollback()
+            undo()
+            raise
+        return out
+
     gate: DbGate = request.app.state.db_gate
-    return await gate.run(fn)
+    return await gate.run(run)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]

@@ -8,7 +8,7 @@ import anyio
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse
 
-from api.deps import FilesWrite, JobsRead, SessionDep, SettingsDep, in_new_slot, leave_db
+from api.deps import FilesWrite, JobsRead, SessionDep, SettingsDep, commit_in_new_slot, leave_db
 from api.schemas.common import error_responses
 from api.schemas.files import FileDeleted, FileList, FileObject, FilePurpose
 from api.services import files as service
@@ -41,17 +41,10 @@ async def upload_file(
         service.check_file, settings, caller.tenant_id, file.file, file.filename, purpose
     )
 
-    def record() -> FileObject:
-        try:
-            out = service.add_file(session, row)
-            session.commit()
-        except BaseException:
-            session.rollback()
-            storage.delete(settings.data_dir, caller.tenant_id, row.id)
-            raise
-        return out
-
-    return await in_new_slot(request, record)
+    return await commit_in_new_slot(
+        request, session, lambda: service.add_file(session, row),
+        lambda: storage.delete(settings.data_dir, caller.tenant_id, row.id),
+    )
 
 
 @router.get(

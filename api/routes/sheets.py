@@ -9,7 +9,7 @@ import anyio
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from fastapi.responses import FileResponse
 
-from api.deps import JobsRead, JobsWrite, SessionDep, SettingsDep, in_new_slot, leave_db
+from api.deps import JobsRead, JobsWrite, SessionDep, SettingsDep, commit_in_new_slot, leave_db
 from api.schemas.common import error_responses
 from api.schemas.jobs import JobOut
 from api.services import sheets as service
@@ -94,17 +94,13 @@ async def batch_summarize(
     )
 
     def record() -> JobOut:
-        try:
-            job = service.record_sheets_job(session, settings, caller.tenant_id, checked, req)
-            out = job_view(session, settings, job)
-            session.commit()
-        except BaseException:
-            session.rollback()
-            storage.delete(settings.data_dir, caller.tenant_id, checked.file_id)
-            raise
-        return out
+        job = service.record_sheets_job(session, settings, caller.tenant_id, checked, req)
+        return job_view(session, settings, job)
 
-    out = await in_new_slot(request, record)
+    out = await commit_in_new_slot(
+        request, session, record,
+        lambda: storage.delete(settings.data_dir, caller.tenant_id, checked.file_id),
+    )
     polling_headers(response, settings, out.id)
     return out
 

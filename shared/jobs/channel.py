@@ -30,8 +30,9 @@ def ended_channel(prefix: str) -> str:
     return f"{prefix}llmjobs:ended"
 
 
-def _client(settings: Settings) -> redis.Redis:
-    # Built on first use in each process and kept: a job's end must not cost a new connection.
+def publisher(settings: Settings) -> redis.Redis:
+    """The process's client announcing job ends (processes build it at start-up)."""
+    # Kept for the process's life: a job's end must not cost a new connection.
     # Short timeouts: with Redis away, the transaction that ended the job has committed and
     # its caller (an API cancel, the sweep) should not wait long for a notice it may lose.
     with _lock:
@@ -48,7 +49,7 @@ def publish_ended(settings: Settings, job_id: str) -> None:
     if not settings.job_end_publish:
         return
     try:
-        _client(settings).publish(ended_channel(settings.broker_key_prefix), job_id)
+        publisher(settings).publish(ended_channel(settings.broker_key_prefix), job_id)
     except redis.RedisError as exc:
         _log.warning("job end not published; waiters find it by re-reading", job_id=job_id,
                      error=f"{type(exc).__name__}: {exc}"[:200])
