@@ -62,20 +62,29 @@ def _job_with_answered_rows(db_sessions: sessionmaker[Session], settings: Settin
     return steps[-1].id
 
 
+def _stage_ended(
+    db_sessions: sessionmaker[Session], settings: Settings
+) -> tuple[Job, str, FileWrite]:
+    """The job (detached), its last chunk step, and the workbook its end asks for."""
+    last_step = _job_with_answered_rows(db_sessions, settings)
+    with session_scope(db_sessions) as s:
+        pending = engine.step_done(s, settings, last_step)
+        step = s.get(Step, last_step)
+        assert step is not None
+        job = s.get(Job, step.job_id)
+        assert job is not None
+    assert isinstance(pending, FileWrite)
+    return job, last_step, pending
+
+
 def test_workbook_is_written_between_two_transactions(
     db_sessions: sessionmaker[Session], sent: RecordingDispatcher, tmp_path: Path
 ) -> None:
     settings = _settings(tmp_path)
-    last_step = _job_with_answered_rows(db_sessions, settings)
+    job, last_step, pending = _stage_ended(db_sessions, settings)
+    assert pending.file_id == output_file_id(job.id)
+    assert job.status == JobStatus.RUNNING
     with session_scope(db_sessions) as s:
-        pending = engine.step_done(s, settings, last_step)
-        job_id = s.get(Step, last_step).job_id  # type: ignore[union-attr]
-    assert isinstance(pending, FileWrite)
-    assert pending.file_id == output_file_id(job_id)
-    with session_scope(db_sessions) as s:
-        job = s.get(Job, job_id)
-        assert job is not None
-        assert job.status == JobStatus.RUNNING
         assert s.get(StoredFile, pending.file_id) is None
     assert not pending.path.exists()  # nothing was written inside the transaction
 
@@ -86,10 +95,10 @@ def test_workbook_is_written_between_two_transactions(
     with session_scope(db_sessions) as s:
         assert engine.step_done(s, settings, last_step, {written.file_id: written}) is None
     with session_scope(db_sessions) as s:
-        job = s.get(Job, job_id)
-        assert job is not None
-        assert job.status == JobStatus.SUCCEEDED
-        assert job.output_file_id == pending.file_id
+        ended = s.get(Job, job.id)
+        assert ended is not None
+        assert ended.status == JobStatus.SUCCEEDED
+        assert ended.output_file_id == pending.file_id
         row = s.get(StoredFile, pending.file_id)
         assert row is not None
         assert row.sha256 == hashlib.sha256(pending.path.read_bytes()).hexdigest()
@@ -101,34 +110,26 @@ def test_a_file_that_cannot_be_written_fails_the_job(
     db_sessions: sessionmaker[Session], sent: RecordingDispatcher, tmp_path: Path
 ) -> None:
     settings = _settings(tmp_path)
-    last_step = _job_with_answered_rows(db_sessions, settings)
-    with session_scope(db_sessions) as s:
-        pending = engine.step_done(s, settings, last_step)
-        job = s.get(Job, s.get(Step, last_step).job_id)  # type: ignore[union-attr]
-        assert job is not None
-        assert job.input_file_id is not None
-        src = storage.path_for(settings.data_dir, job.tenant_id, job.input_file_id)
-        job_id = job.id
-    assert pending is not None
-    src.unlink()  # the input went away before the workbook could be assembled
+    job, last_step, pending = _stage_ended(db_sessions, settings)
+    assert job.input_file_id is not None
+    # The input went away before the workbook could be assembled.
+    storage.path_for(settings.data_dir, job.tenant_id, job.input_file_id).unlink()
     written = pending.write()
     assert written.error is not None
     with session_scope(db_sessions) as s:
         engine.step_done(s, settings, last_step, {written.file_id: written})
     with session_scope(db_sessions) as s:
-        job = s.get(Job, job_id)
-        assert job is not None
-        assert job.status == JobStatus.FAILED
-        assert (job.error or {})["message"].startswith("the output file could not be written")
+        ended = s.get(Job, job.id)
+        assert ended is not None
+        assert ended.status == JobStatus.FAILED
+        assert (ended.error or {})["message"].startswith("the output file could not be written")
 
 
 def test_sweep_hands_an_unwritten_workbook_to_step_done(
     db_sessions: sessionmaker[Session], sent: RecordingDispatcher, tmp_path: Path
 ) -> None:
     settings = _settings(tmp_path)
-    last_step = _job_with_answered_rows(db_sessions, settings)
-    with session_scope(db_sessions) as s:
-        assert engine.step_done(s, settings, last_step) is not None
+    _, last_step, _ = _stage_ended(db_sessions, settings)
     sent.sent.clear()  # the orchestrator died here: its workbook was never written
     with session_scope(db_sessions) as s:
         sweep(s, settings)
