@@ -7,8 +7,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from shared.embedded_redis import free_port, is_reachable, start_redis
 
+from cli.embedded_redis import free_port, is_reachable, start_redis
 from shared.db import session_scope
 from shared.keys import create_key
 from tests.conftest import StackFactory
