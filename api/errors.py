@@ -8,11 +8,16 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from api.context import current_request_id
 from shared.logging import get_logger
 
 log = get_logger(__name__)
+# The OpenAI-compatible routes answer a body that cannot be parsed with 400, as OpenAI does;
+# the native API answers it like any other invalid input, 422.
+OPENAI_PATHS = ("/v1/chat/", "/v1/files", "/v1/batches", "/v1/embeddings", "/v1/models")
+UNPARSEABLE = "the body could not be parsed: send valid JSON (or multipart form data)"
 
 _STATUS_TYPES = {
     400: "invalid_request",
@@ -80,13 +85,15 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         first: dict[str, Any] = dict(errors[0]) if errors else {"loc": (), "msg": "invalid"}
         param = _loc_to_param(tuple(first.get("loc", ())))
         msg = str(first.get("msg", "invalid request"))
         if first.get("type") == "json_invalid":
             msg = "the body is not valid JSON"
+            if is_openai_path(request.url.path):
+                return JSONResponse(error_body("invalid_request", msg), 400)
         elif first.get("type") == "union_tag_invalid":
             ctx: dict[str, Any] = dict(first.get("ctx") or {})
             msg = f"unknown type {ctx.get('tag')!r}: expected one of {ctx.get('expected_tags')}"
@@ -100,14 +107,23 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body("invalid_request", msg, param), 422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        type_ = _STATUS_TYPES.get(exc.status_code, "internal")
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        status = exc.status_code
+        type_ = _STATUS_TYPES.get(status, "internal")
         message = str(exc.detail) if exc.detail else type_
-        if exc.status_code == 404 and message == "Not Found":
+        headers = dict(getattr(exc, "headers", None) or {})
+        if status == 400:
+            # Only the framework raises this one: a body it could not decode or split.
+            message = UNPARSEABLE
+            if not is_openai_path(request.url.path):
+                status = 422
+        elif status == 404 and message == "Not Found":
             message = "no such route"
-        return JSONResponse(
-            error_body(type_, message), exc.status_code, headers=getattr(exc, "headers", None)
-        )
+        elif status == 405:
+            allowed = allowed_methods(request)
+            headers["Allow"] = ", ".join(allowed)
+            message = f"{request.method} is not allowed here; use {' or '.join(allowed)}"
+        return JSONResponse(error_body(type_, message), status, headers=headers or None)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -116,3 +132,19 @@ def install_error_handlers(app: FastAPI) -> None:
             error_body("internal", "internal error; quote the request_id when reporting it"),
             500,
         )
+
+
+def is_openai_path(path: str) -> bool:
+    """Whether the path is one of the OpenAI-compatible routes."""
+    return path.startswith(OPENAI_PATHS)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves on this path (a path's methods span several routes)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "\x00"})
+        if match != Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    order = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+    return sorted(methods, key=lambda m: order.index(m) if m in order else len(order))
