@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from api.context import current_request_id
 from shared.logging import get_logger
@@ -17,6 +17,7 @@ log = get_logger(__name__)
 # The OpenAI-compatible routes answer a body that cannot be parsed with 400, as OpenAI does;
 # the native API answers it like any other invalid input, 422.
 OPENAI_PATHS = ("/v1/chat/", "/v1/files", "/v1/batches", "/v1/embeddings", "/v1/models")
+_METHOD_ORDER = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 UNPARSEABLE = "the body could not be parsed: send valid JSON (or multipart form data)"
 
 _STATUS_TYPES = {
@@ -120,9 +121,9 @@ def install_error_handlers(app: FastAPI) -> None:
         elif status == 404 and message == "Not Found":
             message = "no such route"
         elif status == 405:
-            allowed = allowed_methods(request)
+            allowed = allowed_methods(request, headers.get("Allow", ""))
             headers["Allow"] = ", ".join(allowed)
-            message = f"{request.method} is not allowed here; use {' or '.join(allowed)}"
+            message = f"{request.method} is not allowed on this path; allowed: {', '.join(allowed)}"
         return JSONResponse(error_body(type_, message), status, headers=headers or None)
 
     @app.exception_handler(Exception)
@@ -139,12 +140,23 @@ def is_openai_path(path: str) -> bool:
     return path.startswith(OPENAI_PATHS)
 
 
-def allowed_methods(request: Request) -> list[str]:
-    """Every method some route serves on this path (a path's methods span several routes)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "\x00"})
-        if match != Match.NONE:
-            methods.update(getattr(route, "methods", None) or ())
-    order = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
-    return sorted(methods, key=lambda m: order.index(m) if m in order else len(order))
+def allowed_methods(request: Request, fallback: str) -> list[str]:
+    """Every method the OpenAPI document lists for this path (one route serves one method)."""
+    templates: list[tuple[re.Pattern[str], list[str]]] | None = getattr(
+        request.app.state, "allow_templates", None
+    )
+    if templates is None:
+        templates = []
+        paths: dict[str, dict[str, Any]] = request.app.openapi().get("paths", {})
+        # Literal paths first: /v1/webhooks/callback-secret is not /v1/webhooks/{webhook_id}.
+        for template in sorted(paths, key=lambda t: t.count("{")):
+            item = paths[template]
+            regex = re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template))
+            pattern = re.compile(f"^{regex}$")
+            methods = [m.upper() for m in item if m.upper() in _METHOD_ORDER]
+            templates.append((pattern, sorted(methods, key=_METHOD_ORDER.index)))
+        request.app.state.allow_templates = templates
+    for pattern, methods in templates:
+        if pattern.match(request.url.path):
+            return methods
+    return [m.strip() for m in fallback.split(",") if m.strip()]

@@ -63,7 +63,8 @@ class ChatCompletionRequest(BaseModel):
 
     # Unknown OpenAI parameters (seed, user, logit_bias...) are accepted and ignored.
     model_config = ConfigDict(extra="ignore")
-    model: str = Field(min_length=1, max_length=300, description="`backend/model` or a model")
+    # 200: the longest model a job stores, so whatever the name routes to fits.
+    model: str = Field(min_length=1, max_length=200, description="`backend/model` or a model")
     messages: list[ChatMessageIn] = Field(min_length=1)
     n: AnswerCount = Field(1, description="Answers to generate, one backend call each")
     stop: str | list[str] | None = Field(None, description="Up to 4 stop sequences")

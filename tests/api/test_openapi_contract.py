@@ -70,12 +70,13 @@ def test_a_wrong_method_names_every_method_of_the_path(stack: Stack) -> None:
         ):
             declared = {m.upper() for m in document["paths"][path]}
             assert len(declared) > 1
-            for method in ("OPTIONS", "PUT", "PATCH"):
+            for method in ("OPTIONS", "PUT", "PATCH", "HEAD"):
                 answer = client.request(method, concrete)
                 assert answer.status_code == 405, (method, path, answer.text)
                 allowed = {m.strip() for m in answer.headers["allow"].split(",")}
-                assert allowed - {"HEAD"} == declared, (method, path, allowed)
-                assert answer.json()["error"]["type"] == "invalid_request"
+                assert allowed == declared, (method, path, allowed)
+                if method != "HEAD":  # a HEAD answer has no body
+                    assert answer.json()["error"]["type"] == "invalid_request"
 
 
 def test_batch_cursor_is_constrained_by_the_schema_and_a_real_one_pages(stack: Stack) -> None:
