@@ -150,3 +150,22 @@ def test_numbers_and_flags_are_not_coerced_from_other_json_types(stack: Stack) -
             "options": {"max_tokens": False}})
         assert job.status_code == 422, job.text
         assert job.json()["error"]["param"] == "options.max_tokens"
+
+
+def test_analyze_action_documents_and_answers_its_cross_field_rules(stack: Stack) -> None:
+    operation = spec(stack)["paths"]["/v1/actions/analyze"]["post"]
+    assert "exactly one of text and file_id" in operation["description"]
+    assert "422" in operation["responses"]
+    with stack.client(stack.new_key()) as client:
+        for body in (
+            {"analysis": "sentiment"},
+            {"analysis": "sentiment", "text": "fine", "file_id": "file_0abc"},
+            {"analysis": "classification", "text": "fine"},
+            {"analysis": "custom", "text": "fine"},
+        ):
+            answer = client.post("/v1/actions/analyze", json=body)
+            assert answer.status_code == 422, (body, answer.text)
+            assert answer.json()["error"]["type"] == "invalid_request"
+        accepted = client.post("/v1/actions/analyze", json={"analysis": "sentiment",
+                                                             "text": "fine", "file_id": None})
+        assert accepted.status_code == 202, accepted.text
