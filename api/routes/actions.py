@@ -62,8 +62,9 @@ def summarize(request: Request, response: Response, body: Annotated[SummarizeAct
 
 @router.post("/analyze", status_code=202, response_model=JobOut, summary="Analyze document",
              description="Summary, sentiment, classification, key points, entities or a custom "
-             "analysis of a document, with a typed result." + ASYNC_NOTE,
-             operation_id="AnalyzeDocument", responses=_RESPONSES)
+             "analysis of a document, with a typed result. Give exactly one of text and file_id; "
+             "classification needs labels and custom needs instructions (422 otherwise)."
+             + ASYNC_NOTE, operation_id="AnalyzeDocument", responses=_RESPONSES)
 def analyze(request: Request, response: Response, body: Annotated[AnalyzeAction, Body()],
             caller: WriteCaller, session: SessionDep, settings: SettingsDep) -> JobOut:
     document = {"text": body.text, "file_id": body.file_id}
