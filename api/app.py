@@ -16,6 +16,7 @@ from api.dbgate import DbGate
 from api.errors import install_error_handlers
 from api.idempotency import IdempotencyMiddleware
 from api.middleware import BodyLimitMiddleware, RateLimitHeadersMiddleware, RequestIdMiddleware
+from api.openapi import install_openapi
 from api.ratelimit import RateLimiter
 from api.routes import actions as actions_routes
 from api.routes import admin as admin_routes
@@ -107,4 +108,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(openai_chat.router)
     app.include_router(openai_batches.router)
+    install_openapi(app)
     return app

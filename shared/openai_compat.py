@@ -8,14 +8,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.ids import new_id
+from shared.jsontypes import AnswerCount, MaxTokens, Temperature, TopP
 
 
 class ContentPart(BaseModel):
     """One part of a message's content; only text parts can be sent to a chat backend."""
 
     model_config = ConfigDict(extra="allow")
-    type: str
-    text: str | None = None
+    type: Literal["text"]
+    text: str
 
 
 class ChatMessageIn(BaseModel):
@@ -26,10 +27,14 @@ class ChatMessageIn(BaseModel):
     content: str | list[ContentPart] = Field(description="Text, or a list of text parts")
     name: str | None = None
 
-    @field_validator("content")
+    @field_validator("content", mode="before")
     @classmethod
-    def _text_only(cls, v: str | list[ContentPart]) -> str | list[ContentPart]:
-        if isinstance(v, list) and any(p.type != "text" or p.text is None for p in v):
+    def _text_only(cls, v: object) -> object:
+        # Before the union is tried, so an image part gets this message, not two type errors.
+        if isinstance(v, list) and any(
+            not isinstance(p, dict) or p.get("type") != "text" or not isinstance(p.get("text"), str)
+            for p in v
+        ):
             raise ValueError("only text content parts are supported")
         return v
 
@@ -37,7 +42,7 @@ class ChatMessageIn(BaseModel):
         """The message's text."""
         if isinstance(self.content, str):
             return self.content
-        return "".join(p.text or "" for p in self.content)
+        return "".join(p.text for p in self.content)
 
 
 class ResponseFormat(BaseModel):
@@ -47,7 +52,8 @@ class ResponseFormat(BaseModel):
 
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    include_usage: bool = False
+    # Strict: a flag is JSON true or false, not 0 or "yes", as the schema says.
+    include_usage: bool = Field(False, strict=True)
 
 
 class ChatCompletionRequest(BaseModel):
@@ -55,18 +61,21 @@ class ChatCompletionRequest(BaseModel):
 
     # Unknown OpenAI parameters (seed, user, logit_bias...) are accepted and ignored.
     model_config = ConfigDict(extra="ignore")
-    model: str = Field(min_length=1, max_length=300, description="`backend/model` or a model")
+    # 200: the longest model a job stores, so whatever the name routes to fits.
+    model: str = Field(min_length=1, max_length=200, description="`backend/model` or a model")
     messages: list[ChatMessageIn] = Field(min_length=1)
-    n: int = Field(1, ge=1, le=8, description="Answers to generate, one backend call each")
+    n: AnswerCount = Field(1, description="Answers to generate, one backend call each")
     stop: str | list[str] | None = Field(None, description="Up to 4 stop sequences")
-    max_tokens: int | None = Field(None, ge=1, le=32768)
-    max_completion_tokens: int | None = Field(None, ge=1, le=32768)
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, gt=0, le=1)
+    max_tokens: MaxTokens | None = None
+    max_completion_tokens: MaxTokens | None = None
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
     response_format: ResponseFormat | None = None
-    stream: bool = False
+    stream: bool = Field(False, strict=True)
     stream_options: StreamOptions | None = None
-    tools: list[dict[str, Any]] | None = Field(None, description="Not supported: must be empty")
+    tools: list[dict[str, Any]] | None = Field(
+        None, description="Not supported: must be empty", json_schema_extra={"maxItems": 0}
+    )
 
     @field_validator("stop")
     @classmethod

@@ -61,8 +61,9 @@ def summarize(response: Response, body: Annotated[SummarizeAction, Body()],
 
 @router.post("/analyze", status_code=202, response_model=JobOut, summary="Analyze document",
              description="Summary, sentiment, classification, key points, entities or a custom "
-             "analysis of a document, with a typed result." + ASYNC_NOTE,
-             operation_id="AnalyzeDocument", responses=_RESPONSES)
+             "analysis of a document, with a typed result. Give exactly one of text and file_id; "
+             "classification needs labels and custom needs instructions (422 otherwise)."
+             + ASYNC_NOTE, operation_id="AnalyzeDocument", responses=_RESPONSES)
 def analyze(response: Response, body: Annotated[AnalyzeAction, Body()],
             caller: JobsWrite, session: SessionDep, settings: SettingsDep) -> JobOut:
     document = {"text": body.text, "file_id": body.file_id}

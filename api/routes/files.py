@@ -16,6 +16,11 @@ from shared import storage
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
+# A download carries the type sniffed at upload, so the document lists every one it can be.
+_CONTENT_TYPES: dict[str, object] = {
+    t.split(";")[0]: {"schema": {"type": "string", "format": "binary"}}
+    for t in (*service.MEDIA_TYPES.values(), "application/jsonl", "application/octet-stream")
+}
 
 
 @router.post(
@@ -25,7 +30,7 @@ router = APIRouter(prefix="/v1/files", tags=["files"])
     description="Multipart upload (`file`, `purpose` = analysis or batch). The stored path never "
     "uses the client's file name; the content type is sniffed from the bytes.",
     operation_id="UploadFile",
-    responses=error_responses(401, 413, 422),
+    responses=error_responses(400, 401, 413, 422),
 )
 async def upload_file(
     request: Request,
@@ -92,7 +97,7 @@ def get_file(file_id: str, caller: JobsRead, session: SessionDep) -> FileObject:
     summary="Download a file",
     description="The file's bytes with the sniffed content type.",
     operation_id="GetFileContent",
-    responses={200: {"content": {"application/octet-stream": {}}, "description": "The bytes"},
+    responses={200: {"content": _CONTENT_TYPES, "description": "The bytes"},
                **error_responses(401, 404)},
 )
 def get_file_content(

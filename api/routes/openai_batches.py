@@ -58,7 +58,11 @@ def list_batches(
     caller: JobsRead,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    after: Annotated[str | None, Query(max_length=46, description="A batch id")] = None,
+    after: Annotated[
+        str | None,
+        Query(max_length=46, pattern=r"^batch_[0-9A-Za-z]+$",
+              description="A batch id: the last_id of a page"),
+    ] = None,
 ) -> BatchList:
     rows, has_more = service.list_batches(session, caller.tenant_id, limit, after)
     data = [service.batch_out(session, j) for j in rows]

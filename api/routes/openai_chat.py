@@ -36,10 +36,18 @@ router = APIRouter(prefix="/v1", tags=["openai"])
         200: {
             "content": {
                 "text/event-stream": {
+                    # One server-sent event, as OpenAPI 3.2's itemSchema describes them.
                     "schema": {
-                        "type": "string",
-                        "description": "`data: <chat.completion.chunk JSON>` events, then "
-                        "`data: [DONE]`",
+                        "type": "object",
+                        "properties": {
+                            "event": {"type": "string"},
+                            "data": {
+                                "type": "string",
+                                "description": "A chat.completion.chunk as JSON; the last "
+                                "event is `[DONE]`",
+                            },
+                        },
+                        "required": ["data"],
                     }
                 }
             },
