@@ -32,6 +32,7 @@ test-fault-full: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy api workers orchestrator shared cli
+	$(BIN)/lint-imports
 	$(BIN)/python -c "from shared.migrate import upgrade, check; \
 		import tempfile, os; p = os.path.join(tempfile.mkdtemp(), 'check.db'); \
 		upgrade('sqlite:///' + p); check('sqlite:///' + p); print('alembic check: ok')"

@@ -8,22 +8,28 @@ from contextlib import asynccontextmanager
 import redis
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from api.connector import router as connector_router
 from api.dbgate import DbGate
 from api.errors import install_error_handlers
 from api.idempotency import IdempotencyMiddleware
 from api.middleware import BodyLimitMiddleware, RateLimitHeadersMiddleware, RequestIdMiddleware
+from api.openapi import install_openapi
 from api.ratelimit import RateLimiter
 from api.routes import actions as actions_routes
 from api.routes import admin as admin_routes
-from api.routes import batch as batch_routes
-from api.routes import events as events_routes
 from api.routes import files, health, jobs, openai_batches, openai_chat, webhooks
+from api.routes import job_stream as job_stream_routes
 from api.routes import metrics as metrics_routes
 from api.routes import models as models_routes
+from api.routes import sheets as sheets_routes
+from api.services.models import ModelCatalog
+from api.waiters import JobWaiters
 from shared.celery_app import get_celery
 from shared.db import make_engine, make_sessionmaker
+from shared.jobs.channel import publisher
 from shared.settings import Settings, get_settings
 
 
@@ -41,9 +47,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessions = make_sessionmaker(engine)
         app.state.celery = get_celery()
         # Rate limits are shared by every API process through the broker's Redis.
-        app.state.redis = redis.Redis.from_url(settings.broker_url, socket_timeout=2)
-        app.state.limiter = RateLimiter(app.state.redis, settings.broker_key_prefix)
+        # One quick retry: while Redis is down a request probing it waits for every attempt.
+        app.state.redis = redis.Redis.from_url(
+            settings.broker_url, socket_timeout=2, socket_connect_timeout=2,
+            retry=Retry(NoBackoff(), 1),
+        )
+        app.state.limiter = RateLimiter(app.state.redis, settings.broker_key_prefix,
+                                        settings.rate_limit_on_redis_down)
+        # One subscriber per process wakes every request waiting for a job's end.
+        app.state.waiters = JobWaiters(settings)
+        app.state.waiters.start()
+        # Job ends this process causes (a cancel) are announced without a first-use connect.
+        publisher(settings)
+        app.state.model_catalog = ModelCatalog(settings)
         yield
+        await app.state.waiters.stop()
         app.state.redis.close()
         engine.dispose()
 
@@ -82,12 +100,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(connector_router)
     app.include_router(admin_routes.router)
     app.include_router(metrics_routes.router)
-    app.include_router(batch_routes.router)
+    app.include_router(sheets_routes.router)
     app.include_router(jobs.router)
     app.include_router(models_routes.router)
-    app.include_router(events_routes.router)
+    app.include_router(job_stream_routes.router)
     app.include_router(files.router)
     app.include_router(webhooks.router)
     app.include_router(openai_chat.router)
     app.include_router(openai_batches.router)
+    install_openapi(app)
     return app

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
-import redis
 import structlog
 from fastapi import Depends, Request
 from sqlalchemy import select, update
@@ -19,8 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from api.context import current_request_id
 from api.dbgate import DbGate, Slot
 from api.errors import ApiError
-from api.guards import bind_settings
-from api.ratelimit import Decision, RateLimiter
+from api.ratelimit import Decision, LimiterUnavailable, RateLimiter
 from shared.audit import set_actor
 from shared.db import is_read_session, read_session, session_scope
 from shared.keys import authenticate
@@ -30,9 +28,11 @@ from shared.settings import Settings
 from shared.tenancy import bind_tenant
 
 log = get_logger(__name__)
+T = TypeVar("T")
 # Where the RateLimit-* headers of a request wait for the middleware that adds them.
 RATELIMIT_SCOPE_KEY = "llmjobs.ratelimit"
 _SLOT = "llmjobs_db_slot"
+LIMITER_RETRY_AFTER_S = 5
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -50,7 +50,7 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     """A session whose transaction commits before the response is sent (then enqueues).
 
     The request holds a database slot (`api.dbgate`) until then; a route that goes on
-    waiting after its commit lets the slot go with `release_db_slot`.
+    waiting commits early with `leave_db`, which lets the slot go.
     """
     gate: DbGate = request.app.state.db_gate
     async with gate.slot() as slot:
@@ -88,6 +88,40 @@ def release_db_slot(session: Session) -> None:
     slot: Slot | None = session.info.get(_SLOT)
     if slot is not None:
         slot.release()
+
+
+async def leave_db(session: Session) -> None:
+    """End the request's transaction and give its slot back before slow work without the DB.
+
+    The caller is authenticated by then; its key's last use may have been written, and on
+    SQLite that write holds the lock until this commit.
+    """
+    with anyio.CancelScope(shield=True):
+        await run_in_threadpool(session.commit)
+    release_db_slot(session)
+
+
+async def commit_in_new_slot(
+    request: Request, session: Session, work: Callable[[], T], undo: Callable[[], object]
+) -> T:
+    """Do `work` on the request's session once a database slot is free again, and commit it.
+
+    For a route that left the database (`leave_db`) to do slow work first. When `work` or the
+    commit fails, the transaction is rolled back and `undo` removes what the slow work left.
+    """
+
+    def run() -> T:
+        try:
+            out = work()
+            session.commit()
+        except BaseException:
+            session.rollback()
+            undo()
+            raise
+        return out
+
+    gate: DbGate = request.app.state.db_gate
+    return await gate.run(run)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
@@ -153,10 +187,13 @@ def charge(
                 (f"tenant:{identity.key.tenant_id}", identity.tenant_limit),
             ]
         )
-    except redis.RedisError as exc:
-        # Limits protect the service; a Redis blip must not take the whole API down with it.
-        log.warning("rate limiter unavailable; request let through", error=str(exc)[:200])
-        return None
+    except LimiterUnavailable as exc:
+        raise ApiError(
+            503,
+            "rate limits cannot be checked right now (their store is unreachable); "
+            f"retry in {LIMITER_RETRY_AFTER_S} s",
+            headers={"Retry-After": str(LIMITER_RETRY_AFTER_S)},
+        ) from exc
     if decision is not None:
         holder = scope.get(RATELIMIT_SCOPE_KEY)
         if isinstance(holder, dict):
@@ -195,7 +232,6 @@ def get_caller(request: Request, session: SessionDep, settings: SettingsDep) -> 
     # From here on every query of this request sees only the caller's tenant.
     bind_tenant(session, key.tenant_id)
     set_actor(session, key.tenant_id, key.id, current_request_id())
-    bind_settings(session, settings)
     structlog.contextvars.bind_contextvars(tenant=key.tenant_id)
     return Caller(key.id, key.tenant_id, tuple(key.scopes))
 
@@ -231,4 +267,9 @@ def require_scope(scope: str):  # type: ignore[no-untyped-def]
     return Depends(check)
 
 
-AdminDep = Annotated[Caller, require_scope("admin")]
+# One alias per scope, named for it; every route takes its caller through one of these.
+JobsRead = Annotated[Caller, require_scope("jobs:read")]
+JobsWrite = Annotated[Caller, require_scope("jobs:write")]
+FilesWrite = Annotated[Caller, require_scope("files:write")]
+WebhooksManage = Annotated[Caller, require_scope("webhooks:manage")]
+Admin = Annotated[Caller, require_scope("admin")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,6 +14,11 @@ from api.context import current_request_id
 from shared.logging import get_logger
 
 log = get_logger(__name__)
+# The OpenAI-compatible routes answer a body that cannot be parsed with 400, as OpenAI does;
+# the native API answers it like any other invalid input, 422.
+OPENAI_PATHS = ("/v1/chat/", "/v1/files", "/v1/batches", "/v1/embeddings", "/v1/models")
+_METHOD_ORDER = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+UNPARSEABLE = "the body could not be parsed: send valid JSON (or multipart form data)"
 
 _STATUS_TYPES = {
     400: "invalid_request",
@@ -80,13 +86,15 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         first: dict[str, Any] = dict(errors[0]) if errors else {"loc": (), "msg": "invalid"}
         param = _loc_to_param(tuple(first.get("loc", ())))
         msg = str(first.get("msg", "invalid request"))
         if first.get("type") == "json_invalid":
             msg = "the body is not valid JSON"
+            if is_openai_path(request.url.path):
+                return JSONResponse(error_body("invalid_request", msg), 400)
         elif first.get("type") == "union_tag_invalid":
             ctx: dict[str, Any] = dict(first.get("ctx") or {})
             msg = f"unknown type {ctx.get('tag')!r}: expected one of {ctx.get('expected_tags')}"
@@ -100,14 +108,23 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body("invalid_request", msg, param), 422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        type_ = _STATUS_TYPES.get(exc.status_code, "internal")
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        status = exc.status_code
+        type_ = _STATUS_TYPES.get(status, "internal")
         message = str(exc.detail) if exc.detail else type_
-        if exc.status_code == 404 and message == "Not Found":
+        headers = dict(getattr(exc, "headers", None) or {})
+        if status == 400:
+            # Only the framework raises this one: a body it could not decode or split.
+            message = UNPARSEABLE
+            if not is_openai_path(request.url.path):
+                status = 422
+        elif status == 404 and message == "Not Found":
             message = "no such route"
-        return JSONResponse(
-            error_body(type_, message), exc.status_code, headers=getattr(exc, "headers", None)
-        )
+        elif status == 405:
+            allowed = allowed_methods(request, headers.get("Allow", ""))
+            headers["Allow"] = ", ".join(allowed)
+            message = f"{request.method} is not allowed on this path; allowed: {', '.join(allowed)}"
+        return JSONResponse(error_body(type_, message), status, headers=headers or None)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -116,3 +133,30 @@ def install_error_handlers(app: FastAPI) -> None:
             error_body("internal", "internal error; quote the request_id when reporting it"),
             500,
         )
+
+
+def is_openai_path(path: str) -> bool:
+    """Whether the path is one of the OpenAI-compatible routes."""
+    return path.startswith(OPENAI_PATHS)
+
+
+def allowed_methods(request: Request, fallback: str) -> list[str]:
+    """Every method the OpenAPI document lists for this path (one route serves one method)."""
+    templates: list[tuple[re.Pattern[str], list[str]]] | None = getattr(
+        request.app.state, "allow_templates", None
+    )
+    if templates is None:
+        templates = []
+        paths: dict[str, dict[str, Any]] = request.app.openapi().get("paths", {})
+        # Literal paths first: /v1/webhooks/callback-secret is not /v1/webhooks/{webhook_id}.
+        for template in sorted(paths, key=lambda t: t.count("{")):
+            item = paths[template]
+            regex = re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template))
+            pattern = re.compile(f"^{regex}$")
+            methods = [m.upper() for m in item if m.upper() in _METHOD_ORDER]
+            templates.append((pattern, sorted(methods, key=_METHOD_ORDER.index)))
+        request.app.state.allow_templates = templates
+    for pattern, methods in templates:
+        if pattern.match(request.url.path):
+            return methods
+    return [m.strip() for m in fallback.split(",") if m.strip()]

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.dbgate import DbGate
 from api.deps import Identity, charge, identify, presented_key, rate_limited
-from api.errors import error_body
+from api.errors import ApiError, error_body
 from shared.db import read_session, session_scope
 from shared.models import IdempotencyRecord, utcnow
 from shared.settings import Settings
@@ -239,7 +239,12 @@ class IdempotencyMiddleware:
                 delay = min(delay * 1.5, 0.25)
                 stored = await gate.run(_peek, sessions, tenant_id, key)
             if stored is not None and stored.status == "completed":
-                decision = await run_in_threadpool(charge, state, scope, identity)
+                try:
+                    decision = await run_in_threadpool(charge, state, scope, identity)
+                except ApiError as exc:  # the limiter's store is down and the mode refuses
+                    await _send_json(send, exc.status, error_body(exc.type, exc.message),
+                                     exc.headers)
+                    return
                 if decision is not None and not decision.allowed:
                     error = rate_limited(decision)
                     await _send_json(send, 429, error_body(error.type, error.message),

@@ -1,8 +1,9 @@
 """`make bench` / `python -m bench [--quick]`: llm-jobs against a loopback fake LLM.
 
 Overhead, throughput (0 ms and 200 ms backend), API requests/s and worker scaling, medians
-of several runs, side by side in one table; plus the spreadsheet, analyze and backend
-benchmarks when their modules are present. Writes bench/results/<date>.json and .md.
+of several runs, side by side in one table; plus the job-path (bench/jobpath.py),
+spreadsheet, analyze and backend benchmarks when their modules are present. Writes
+bench/results/<date>.json and .md. `python -m bench jobpath [...]` runs only the job path.
 """
 
 from __future__ import annotations
@@ -111,6 +112,11 @@ def table(results: dict[str, Any]) -> str:
     for workers, figures in c["scaling_0ms"].items():
         rows.append((f"scaling: {workers} worker process(es), 0 ms",
                      f"{figures['jobs_per_s']:.1f} jobs/s"))
+    jobpath = results.get("jobpath") or {}
+    if "skipped" in jobpath or "error" in jobpath:
+        rows.append(("job path", _short(jobpath)))
+    elif jobpath:
+        rows += importlib.import_module("bench.jobpath").rows(jobpath)
     for name, figures in results["optional"].items():
         rows.append((name, _short(figures)))
     lines = ["| measure | result |", "|---|---|"]
@@ -133,13 +139,31 @@ def _short(figures: Any) -> str:
     return ", ".join(f"{k}={v}" for k, v in list(flat.items())[:8])
 
 
+def job_path(quick: bool, runs: int) -> dict[str, Any]:
+    """Direct vs llm-jobs' one-call paths on SQLite and PostgreSQL; guarded like the others."""
+    print("  job path: bench.jobpath.run", file=sys.stderr)
+    try:
+        module = importlib.import_module("bench.jobpath")
+    except ImportError as exc:
+        return {"skipped": f"bench.jobpath is not available: {exc}"}
+    try:
+        figures: dict[str, Any] = module.run(quick=quick, runs=runs)
+    except Exception as exc:  # one broken benchmark must not lose the others' figures
+        return {"error": f"{type(exc).__name__}: {exc}"[:500]}
+    return figures
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run, print the table, write the results."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["jobpath"]:
+        importlib.import_module("bench.jobpath").main(argv[1:])
+        return
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true", help="small counts, one run")
     parser.add_argument("--runs", type=int, default=None, help="runs per figure (median)")
     parser.add_argument("--core-only", action="store_true",
-                        help="skip the spreadsheet, analyze and backend benchmarks")
+                        help="skip the job-path, spreadsheet, analyze and backend benchmarks")
     args = parser.parse_args(argv)
     runs = args.runs or (1 if args.quick else 3)
     started = time.monotonic()
@@ -153,6 +177,7 @@ def main(argv: list[str] | None = None) -> None:
                     "python": platform.python_version()},
         "worker_concurrency": CONCURRENCY,
         "core": core(runs, args.quick),
+        "jobpath": {} if args.core_only else job_path(args.quick, runs),
         "optional": {} if args.core_only else optional(args.quick),
     }
     results["duration_s"] = round(time.monotonic() - started, 1)

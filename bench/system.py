@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
+from shared.jobs.status import JOB_TERMINAL
 from shared.models import Job
 from tests.fakellm import FakeLLM
 from tests.fixtures.services import (
@@ -26,7 +27,7 @@ from tests.fixtures.services import (
 from tests.fixtures.stack import Stack
 
 CONCURRENCY = 8  # steps per worker process (LLMJOBS_WORKER_CONCURRENCY)
-TERMINAL = ("succeeded", "failed", "cancelled")
+TERMINAL = sorted(JOB_TERMINAL)
 
 
 @contextmanager

@@ -12,19 +12,21 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from shared.jobs.status import JobStatus
 from shared.settings import get_settings
 
 console = Console()
 
 UrlOpt = Annotated[
-    str | None, typer.Option("--url", help="API base URL; default from LLMJOBS_API_HOST/PORT")
+    str | None,
+    typer.Option("--url", help="API base URL; default: LLMJOBS_PUBLIC_BASE_URL, else host/port"),
 ]
 KeyOpt = Annotated[str, typer.Option("--key", envvar="LLMJOBS_API_KEY", help="API key")]
 
 
 def _client(url: str | None, key: str) -> httpx.Client:
     settings = get_settings()
-    base = url or settings.public_base_url or f"http://{settings.api_host}:{settings.api_port}"
+    base = url or settings.api_base_url
     return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30)
 
 
@@ -112,5 +114,5 @@ def watch(job_id: str, url: UrlOpt = None, key: KeyOpt = "") -> None:
                 break
             time.sleep(min(5.0, float(response.headers.get("retry-after", "1"))))
     console.print_json(data=job)
-    if job["status"] != "succeeded":
+    if job["status"] != JobStatus.SUCCEEDED:
         raise typer.Exit(1)

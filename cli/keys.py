@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from shared.db import make_engine, make_sessionmaker, session_scope
 from shared.keys import (
     DEFAULT_SCOPES,
+    LastAdminKey,
     UnknownKey,
     create_key,
     ensure_tenant,
@@ -30,6 +31,7 @@ from shared.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True)
 console = Console()
+console_err = Console(stderr=True)
 
 _DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -125,12 +127,15 @@ def list_(
 
 @app.command("revoke")
 def revoke(key_id: Annotated[str, typer.Argument(help="The key's id (key_…)")]) -> None:
-    """Revoke a key at once."""
+    """Revoke a key at once (never the last working admin key of its tenant)."""
     try:
         with _session() as session:
             revoke_key(session, key_id)
     except UnknownKey as exc:
         raise typer.BadParameter(str(exc)) from exc
+    except LastAdminKey as exc:
+        console_err.print(f"refused: {exc}", highlight=False)
+        raise typer.Exit(1) from exc
     console.print(f"key {key_id} revoked.", highlight=False)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import batch, client, connector, keys, serve, webhooks
+from cli import client, connector, keys, serve, sheets, webhooks
 
 app = typer.Typer(
     help="llm-jobs: queue LLM jobs on local and cloud backends.",
@@ -33,7 +33,7 @@ app.command("submit", help="Submit a job and print it.")(client.submit)
 app.command("status", help="Print a job.")(client.status)
 app.command("watch", help="Show a job's progress until it ends.")(client.watch)
 app.command("batch", help="Summarize or classify every row of a spreadsheet; save the result.")(
-    batch.batch
+    sheets.batch
 )
 
 if __name__ == "__main__":

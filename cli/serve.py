@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from shared.backends import BackendConfig, configured_backends
-from shared.batching import batch_window
+from shared.lanes import batch_window
 from shared.logging import configure_logging
 from shared.metrics_setup import use_metrics_dir
 from shared.queues import ORCHESTRATOR_QUEUE, llm_queue

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from cli.embedded_redis import is_reachable, start_redis
 from shared.backends import configured_backends, default_backend
-from shared.batching import interactive_slots
+from shared.lanes import interactive_slots
 from shared.metrics_setup import use_metrics_dir
 from shared.migrate import upgrade
 from shared.settings import get_settings

@@ -19,7 +19,6 @@ from orchestrator.plans import (
     planner_for,
 )
 from shared.backends import configured_backends
-from shared.batching import batch_window
 from shared.db import changed
 from shared.dispatch import enqueue_step
 from shared.ids import new_id
@@ -27,11 +26,12 @@ from shared.jobs import transitions
 from shared.jobs.notify import job_progress
 from shared.jobs.status import JobStatus, StepStatus, step_is_terminal
 from shared.jobs.transitions import ROW_JOB_TYPES
+from shared.lanes import batch_window
 from shared.models import Job, Step, utcnow
 from shared.quotas import running_cap_reached
 from shared.settings import Settings, get_settings
 
-# Batch lanes send a window of steps per job (shared.batching.batch_window) so cancel is quick
+# Batch lanes send a window of steps per job (shared.lanes.batch_window) so cancel is quick
 # and jobs share a backend.
 
 

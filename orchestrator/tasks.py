@@ -20,6 +20,7 @@ from shared.db import (
     process_sessions,
     session_scope,
 )
+from shared.jobs.channel import publisher
 from shared.logging import get_logger
 from shared.models import StoredFile
 from shared.queues import TASK_PLAN, TASK_STEP_DONE, TASK_SWEEP, llm_queue
@@ -35,6 +36,7 @@ def _start() -> None:
     settings = get_settings()
     open_process_sessions(settings.database_url)
     _redis = redis.Redis.from_url(settings.broker_url)
+    publisher(settings)  # job ends (finished, cancelled, expired) are announced from here
 
 
 at_process_start(_start)

@@ -8,10 +8,10 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from shared.db import changed
+from shared.dispatch import enqueue_delivery
 from shared.models import utcnow
 from shared.models.webhooks import WebhookDelivery
 from shared.settings import Settings
-from shared.webhook_events import enqueue_delivery
 
 BATCH = 500
 

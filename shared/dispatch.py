@@ -6,12 +6,15 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session
 
+from shared.celery_app import get_celery
 from shared.db import after_commit
 from shared.queues import (
     ORCHESTRATOR_QUEUE,
+    TASK_DELIVER_WEBHOOK,
     TASK_PLAN,
     TASK_RUN_STEP,
     TASK_STEP_DONE,
+    WEBHOOK_QUEUE,
     llm_queue,
 )
 
@@ -26,8 +29,6 @@ class CeleryDispatcher:
     """Dispatcher over the shared Celery app."""
 
     def send(self, task: str, args: list[str], queue: str) -> None:
-        from shared.celery_app import get_celery
-
         get_celery().send_task(task, args=args, queue=queue)
 
 
@@ -55,4 +56,11 @@ def enqueue_step_done(session: Session, step_id: str) -> None:
     """Tell the orchestrator a step ended, once this transaction commits."""
     after_commit(
         session, lambda: _dispatcher.send(TASK_STEP_DONE, [step_id], ORCHESTRATOR_QUEUE)
+    )
+
+
+def enqueue_delivery(session: Session, delivery_id: str) -> None:
+    """Ask a webhooks worker to attempt a delivery, once this transaction commits."""
+    after_commit(
+        session, lambda: _dispatcher.send(TASK_DELIVER_WEBHOOK, [delivery_id], WEBHOOK_QUEUE)
     )

@@ -140,11 +140,54 @@ def _get(session: Session, key_id: str, tenant_id: str | None) -> ApiKey:
     return key
 
 
+class LastAdminKey(Exception):
+    """Revoking this key would leave its tenant without a working admin key."""
+
+
+def _is_live(key: ApiKey, now: dt.datetime) -> bool:
+    return key.revoked_at is None and (key.expires_at is None or key.expires_at > now)
+
+
+def _lifetime(key: ApiKey) -> dt.datetime:
+    return key.expires_at or dt.datetime.max.replace(tzinfo=dt.UTC)
+
+
+def _keeps_an_admin(session: Session, key: ApiKey, now: dt.datetime) -> bool:
+    """True when another live admin key of the tenant lasts at least as long as `key`."""
+    others = session.scalars(
+        select(ApiKey)
+        .where(ApiKey.tenant_id == key.tenant_id, ApiKey.id != key.id,
+               ApiKey.revoked_at.is_(None))
+        .execution_options(populate_existing=True)
+    )
+    # An admin key expiring sooner does not count: revoking the longer-lived one would
+    # leave the tenant without admin once it expires (the rotated-away key of a rotation).
+    return any("admin" in o.scopes and _is_live(o, now) and _lifetime(o) >= _lifetime(key)
+               for o in others)
+
+
 def revoke_key(session: Session, key_id: str, tenant_id: str | None = None) -> ApiKey:
-    """Revoke a key at once; revoking twice keeps the first time."""
+    """Revoke a key at once; revoking twice keeps the first time.
+
+    Raises LastAdminKey rather than revoke the tenant's last working admin key.
+    """
     key = _get(session, key_id, tenant_id)
+    if key.revoked_at is None and "admin" in key.scopes:
+        # The tenant row's lock serialises admin-key revocations of one tenant on PostgreSQL
+        # (SQLite's write transactions are serialised already), so two admins revoking each
+        # other's keys at once cannot both count the other's key as the one that remains.
+        session.execute(select(Tenant.id).where(Tenant.id == key.tenant_id).with_for_update())
+        session.refresh(key)
+    now = utcnow()
     if key.revoked_at is None:
-        key.revoked_at = utcnow()
+        if "admin" in key.scopes and _is_live(key, now) and not _keeps_an_admin(
+            session, key, now
+        ):
+            raise LastAdminKey(
+                f"key {key_id!r} is its tenant's last working admin key (no other admin key "
+                "lasts as long); create another admin key first, then revoke this one"
+            )
+        key.revoked_at = now
         session.flush()
     return key
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shared.backends.routing import ModelNotFound, route_model
 from shared.models import Job
-from shared.openai_compat import ModelNotFound, route_model
 from shared.settings import Settings
 
 WINDOW = dt.timedelta(hours=24)  # the only completion_window OpenAI offers

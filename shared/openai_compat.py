@@ -7,17 +7,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.backends import BackendConfig, configured_backends, default_backend
 from shared.ids import new_id
-from shared.settings import Settings
+from shared.jsontypes import AnswerCount, MaxTokens, Temperature, TopP
 
 
 class ContentPart(BaseModel):
     """One part of a message's content; only text parts can be sent to a chat backend."""
 
     model_config = ConfigDict(extra="allow")
-    type: str
-    text: str | None = None
+    type: Literal["text"]
+    text: str
 
 
 class ChatMessageIn(BaseModel):
@@ -28,10 +27,14 @@ class ChatMessageIn(BaseModel):
     content: str | list[ContentPart] = Field(description="Text, or a list of text parts")
     name: str | None = None
 
-    @field_validator("content")
+    @field_validator("content", mode="before")
     @classmethod
-    def _text_only(cls, v: str | list[ContentPart]) -> str | list[ContentPart]:
-        if isinstance(v, list) and any(p.type != "text" or p.text is None for p in v):
+    def _text_only(cls, v: object) -> object:
+        # Before the union is tried, so an image part gets this message, not two type errors.
+        if isinstance(v, list) and any(
+            not isinstance(p, dict) or p.get("type") != "text" or not isinstance(p.get("text"), str)
+            for p in v
+        ):
             raise ValueError("only text content parts are supported")
         return v
 
@@ -39,7 +42,7 @@ class ChatMessageIn(BaseModel):
         """The message's text."""
         if isinstance(self.content, str):
             return self.content
-        return "".join(p.text or "" for p in self.content)
+        return "".join(p.text for p in self.content)
 
 
 class ResponseFormat(BaseModel):
@@ -49,7 +52,8 @@ class ResponseFormat(BaseModel):
 
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    include_usage: bool = False
+    # Strict: a flag is JSON true or false, not 0 or "yes", as the schema says.
+    include_usage: bool = Field(False, strict=True)
 
 
 class ChatCompletionRequest(BaseModel):
@@ -57,18 +61,21 @@ class ChatCompletionRequest(BaseModel):
 
     # Unknown OpenAI parameters (seed, user, logit_bias...) are accepted and ignored.
     model_config = ConfigDict(extra="ignore")
-    model: str = Field(min_length=1, max_length=300, description="`backend/model` or a model")
+    # 200: the longest model a job stores, so whatever the name routes to fits.
+    model: str = Field(min_length=1, max_length=200, description="`backend/model` or a model")
     messages: list[ChatMessageIn] = Field(min_length=1)
-    n: int = Field(1, ge=1, le=8, description="Answers to generate, one backend call each")
+    n: AnswerCount = Field(1, description="Answers to generate, one backend call each")
     stop: str | list[str] | None = Field(None, description="Up to 4 stop sequences")
-    max_tokens: int | None = Field(None, ge=1, le=32768)
-    max_completion_tokens: int | None = Field(None, ge=1, le=32768)
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, gt=0, le=1)
+    max_tokens: MaxTokens | None = None
+    max_completion_tokens: MaxTokens | None = None
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
     response_format: ResponseFormat | None = None
-    stream: bool = False
+    stream: bool = Field(False, strict=True)
     stream_options: StreamOptions | None = None
-    tools: list[dict[str, Any]] | None = Field(None, description="Not supported: must be empty")
+    tools: list[dict[str, Any]] | None = Field(
+        None, description="Not supported: must be empty", json_schema_extra={"maxItems": 0}
+    )
 
     @field_validator("stop")
     @classmethod
@@ -103,37 +110,6 @@ class ChatCompletionRequest(BaseModel):
             "n": self.n if self.n > 1 else None,
         }
         return {k: v for k, v in options.items() if v is not None}
-
-
-class ModelNotFound(ValueError):
-    """The model names a backend that is not configured, or no backend is configured."""
-
-
-def route_model(settings: Settings, model: str) -> tuple[str, str]:
-    """The backend and model that an OpenAI `model` names.
-
-    `backend/model` picks that backend; a bare model goes to the backend whose default model
-    it is, else to the default backend.
-    """
-    backends = configured_backends(settings)
-    prefix, sep, rest = model.partition("/")
-    if sep and prefix in backends:
-        if not rest:
-            return prefix, _default_model(backends[prefix])
-        return prefix, rest
-    for name, config in backends.items():
-        if config.default_model == model:
-            return name, model
-    fallback = default_backend(settings)
-    if fallback is None:
-        raise ModelNotFound("no LLM backend is configured")
-    return fallback, model
-
-
-def _default_model(config: BackendConfig) -> str:
-    if not config.default_model:
-        raise ModelNotFound(f"backend {config.name!r} has no default model; name one")
-    return config.default_model
 
 
 def completion_id() -> str:

@@ -8,6 +8,9 @@ Redis's clock, so it is atomic across processes and hosts, and a refused call ch
 
 from __future__ import annotations
 
+import math
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +19,8 @@ import redis
 import redis.asyncio as aredis
 
 PERIOD_US = 60_000_000  # every limit is per minute
+# Above this many remembered limits the in-memory form forgets the ones already at rest.
+MEMORY_PRUNE_AT = 10_000
 
 # KEYS: one TAT key per limit. ARGV: the period (µs), then a limit and a cost per key.
 # A cost above its limit is charged as the limit, so one big call waits instead of never passing.
@@ -126,3 +131,36 @@ class AsyncGcra:
     async def settle(self, key: str, limit: int, delta: int) -> None:
         """Correct a charge by `delta` (the real cost minus the estimate) once it is known."""
         await self._settle(keys=[key], args=[PERIOD_US, limit, delta])
+
+
+class MemoryGcra:
+    """The same GCRA over this process's memory (a fallback while Redis is unreachable)."""
+
+    def __init__(self) -> None:
+        self._tats: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def take(self, limits: Sequence[Limit]) -> Verdict:
+        """Charge every limit at once, or none when one of them is exhausted."""
+        with self._lock:
+            now = time.monotonic() * 1_000_000
+            if len(self._tats) > MEMORY_PRUNE_AT:
+                self._tats = {k: t for k, t in self._tats.items() if t > now}
+            allowed, retry = True, 0.0
+            rows: list[tuple[int, float, float]] = []  # (remaining, ahead, new tat)
+            for key, limit, cost in limits:
+                interval = PERIOD_US / limit
+                tat = max(self._tats.get(key, now), now)
+                new_tat = tat + min(cost, limit) * interval
+                ahead = new_tat - now
+                if ahead > PERIOD_US + 1:  # 1 µs of slack for float rounding
+                    allowed = False
+                    retry = max(retry, ahead - PERIOD_US)
+                    ahead, new_tat = tat - now, tat
+                rows.append((max(0, math.floor((PERIOD_US - ahead) / interval)), ahead, new_tat))
+            if allowed:
+                for (key, _, _), (_, _, new_tat) in zip(limits, rows, strict=True):
+                    self._tats[key] = new_tat
+            tightest = min(range(len(rows)), key=lambda i: rows[i][0])
+            remaining, ahead, _ = rows[tightest]
+            return Verdict(allowed, tightest, remaining, math.ceil(ahead), math.ceil(retry))

@@ -173,7 +173,7 @@ class RedactingAdapter:
         return getattr(self.inner, name)
 
 
-def guard_step(
+def redacting_adapter(
     sessions: sessionmaker[Session],
     backends: dict[str, BackendConfig],
     step: StepRef,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -113,9 +114,39 @@ class Settings(BaseSettings):
     openai_chat_timeout_s: float = Field(
         120.0, description="How long POST /v1/chat/completions waits before answering 504"
     )
+    wait_recheck_s: float = Field(
+        3.0, gt=0, description="A waiting request (?wait=, chat completions, job events) "
+        "re-reads its job this often in case the push of the job's end was lost"
+    )
+    job_end_publish: bool = Field(
+        True, description="Publish each job's end on Redis so waiting requests answer at "
+        "once; off, they find it only by their periodic re-read"
+    )
     openai_batch_max_lines: int = Field(50_000, description="Lines a Batch API input may have")
 
     batch_max_rows: int = Field(100_000, description="Non-empty rows a batch file may have")
+    sheet_max_rows: int = Field(
+        1_000_000, ge=1, description="Rows a sheet, CSV or JSONL file may have, empty ones included"
+    )
+    sheet_max_columns: int = Field(
+        16_384, ge=1, le=16_384, description="Columns a sheet or CSV file may have (Excel's own)"
+    )
+    sheet_max_cell_chars: int = Field(
+        200_000, ge=1, description="Characters an input cell of a batch file may hold"
+    )
+    archive_max_uncompressed_bytes: int = Field(
+        256 * 1024 * 1024, ge=1,
+        description="Total unpacked size of a zip-based upload (.xlsx, .docx)",
+    )
+    archive_max_member_bytes: int = Field(
+        128 * 1024 * 1024, ge=1, description="Unpacked size of one part of a zip-based upload"
+    )
+    archive_max_ratio: float = Field(
+        200.0, gt=1, description="Unpacked-to-packed size ratio a zip-based upload may reach"
+    )
+    archive_max_entries: int = Field(
+        10_000, ge=1, description="Parts (files) a zip-based upload may hold"
+    )
     batch_chunk_rows: int = Field(50, description="Rows per chunk step of a batch job")
     batch_window: int | None = Field(
         None, description="Chunk steps of one batch job sent at once; default from concurrency"
@@ -144,12 +175,17 @@ class Settings(BaseSettings):
         60.0, description="Re-send a due delivery whose message seems lost after this long"
     )
 
-    # Tenancy, limits and idempotency (issue 8). 0 disables a limit.
+    # Tenancy, limits and idempotency. 0 disables a limit.
     rate_limit_per_key_per_min: int = Field(
         1200, description="Requests per minute per API key (a key's own setting overrides)"
     )
     rate_limit_per_tenant_per_min: int = Field(
         6000, description="Requests per minute per tenant, all its keys together"
+    )
+    rate_limit_on_redis_down: Literal["local", "refuse", "open"] = Field(
+        "local",
+        description="While Redis is unreachable: local (each API process limits in memory, "
+        "a key's full limit per process), refuse (503) or open (no limits)",
     )
     tenant_tokens_per_day: int = Field(
         0, description="Default tokens (prompt+completion) per tenant per UTC day; 0: unlimited"
@@ -171,7 +207,7 @@ class Settings(BaseSettings):
     flower_port: int = 5555
     flower_basic_auth: str | None = Field(None, description="user:password for Flower")
 
-    # Operations (issue 9).
+    # Operations: metrics and retention.
     metrics_dir: Path | None = Field(
         None,
         description="Directory the processes of one host share for Prometheus multiprocess "

@@ -30,13 +30,22 @@ def bound_tenant(session: Session) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def tenant_classes() -> list[type[Any]]:
-    """Every mapped class carrying a `tenant_id` column."""
-    found: list[type[Any]] = []
-    for mapper in Base.registry.mappers:
-        if "tenant_id" in mapper.columns:
-            found.append(mapper.class_)
-    return found
+def tenant_classes() -> tuple[type[Any], ...]:
+    """Every mapped class carrying a `tenant_id` column (found once, not per statement)."""
+    global _classes
+    if _classes is None:
+        _classes = tuple(m.class_ for m in Base.registry.mappers if "tenant_id" in m.columns)
+    return _classes
+
+
+_classes: tuple[type[Any], ...] | None = None
+
+
+@event.listens_for(Base, "instrument_class", propagate=True)
+def _forget_classes(_mapper: Any, _cls: type[Any]) -> None:
+    # A model mapped after the first query (a test's, a plugin's) is found on the next one.
+    global _classes
+    _classes = None
 
 
 @event.listens_for(Session, "do_orm_execute")

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakellm import FakeLLM
+from tests.fixtures.recording import db_sessions, sent
 from tests.fixtures.services import (
     broker_namespace,
     create_pg_database,
@@ -15,6 +16,8 @@ from tests.fixtures.services import (
     drop_pg_database,
 )
 from tests.fixtures.stack import Stack
+
+__all__ = ["db_sessions", "sent"]
 
 StackFactory = Callable[..., Stack]
 

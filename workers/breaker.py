@@ -7,13 +7,11 @@ goes through → closed on success, open again on failure.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any
 
-import redis
 import redis.asyncio as aredis
 
 from shared.backends import TransientBackendError
+from shared.backends.breaker_state import BreakerState, breaker_key, decode_state
 
 # Returns {verdict, seconds}: 1 = go, 2 = go as the half-open probe, 0 = wait `seconds`.
 _ALLOW = """
@@ -43,49 +41,8 @@ return 0
 """
 
 
-def breaker_key(prefix: str, backend: str) -> str:
-    """The Redis hash holding one backend instance's breaker."""
-    return f"{prefix}llmjobs:breaker:{backend}"
-
-
 class BreakerOpen(TransientBackendError):
     """The backend's breaker is open: it failed repeatedly and is cooling down."""
-
-
-@dataclass(frozen=True)
-class BreakerState:
-    """A breaker as /readyz shows it."""
-
-    state: str
-    failures: int
-    retry_in_s: float | None
-    last_error: str | None
-
-
-def read_state(client: redis.Redis, prefix: str, backend: str) -> BreakerState:
-    """Current state, read synchronously (the API's readiness check)."""
-    raw: dict[bytes, bytes] = client.hgetall(breaker_key(prefix, backend))  # type: ignore[assignment]
-    return _decode(raw)
-
-
-def _decode(raw: dict[Any, Any]) -> BreakerState:
-    fields = {
-        (k.decode() if isinstance(k, bytes) else str(k)): (
-            v.decode() if isinstance(v, bytes) else str(v)
-        )
-        for k, v in raw.items()
-    }
-    state = fields.get("state", "closed")
-    until = float(fields.get("until", "0"))
-    retry_in = max(0.0, until - time.time()) if state != "closed" else None
-    if state == "open" and retry_in == 0.0:
-        state = "half_open"  # the next call will probe
-    return BreakerState(
-        state=state,
-        failures=int(fields.get("failures", "0")),
-        retry_in_s=round(retry_in, 2) if retry_in is not None else None,
-        last_error=fields.get("last_error"),
-    )
 
 
 class CircuitBreaker:
@@ -129,4 +86,4 @@ class CircuitBreaker:
 
     async def state(self) -> BreakerState:
         """Current state (for logs and tests)."""
-        return _decode(await self._client.hgetall(self.key))
+        return decode_state(await self._client.hgetall(self.key))

@@ -9,10 +9,11 @@ from sqlalchemy.exc import OperationalError
 
 from shared.celery_app import at_process_start, celery_app
 from shared.db import close_process_sessions, open_process_sessions
+from shared.jobs.channel import publisher
 from shared.queues import TASK_RUN_STEP
 from shared.settings import get_settings
 from workers.runtime import get_runtime, start_runtime, stop_runtime
-from workers.steps import run_step
+from workers.steps.registry import run_step
 
 
 @celery_app.task(
@@ -33,6 +34,7 @@ def run_step_task(step_id: str) -> str:
 def _start() -> None:
     settings = get_settings()
     start_runtime(settings, open_process_sessions(settings.database_url))
+    publisher(settings)  # one-step jobs end here, and their ends are announced from here
 
 
 at_process_start(_start)

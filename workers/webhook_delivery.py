@@ -14,7 +14,6 @@ from shared.logging import get_logger
 from shared.models import utcnow
 from shared.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from shared.settings import Settings
-from shared.webhook_events import signing_secrets, tenant_secret
 from shared.webhooks import (
     CheckedTarget,
     DeliveryResult,
@@ -24,6 +23,7 @@ from shared.webhooks import (
     next_attempt_delay,
     post_signed,
 )
+from shared.webhooks.events import signing_secrets, tenant_secret
 
 log = get_logger(__name__)
 # Held while an attempt is in flight, beyond its timeout, so the sweep never sends a twin.

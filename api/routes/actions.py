@@ -7,10 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Response
 from pydantic import ValidationError
 
-from api.deps import SessionDep, SettingsDep
+from api.deps import JobsWrite, SessionDep, SettingsDep
 from api.errors import ApiError
 from api.routes import jobs as jobs_routes
-from api.routes.jobs import WriteCaller
 from api.schemas.actions import AnalyzeAction, ChatAction, SummarizeAction
 from api.schemas.common import error_responses
 from api.schemas.jobs import AnalyzeJobCreate, ChatJobCreate, JobOut, SummarizeJobCreate
@@ -41,7 +40,7 @@ def _build(model: type[ChatJobCreate | SummarizeJobCreate | AnalyzeJobCreate],
              description="Ask a model one question." + ASYNC_NOTE, operation_id="Chat",
              responses=_RESPONSES)
 def chat(response: Response, body: Annotated[ChatAction, Body()],
-         caller: WriteCaller, session: SessionDep, settings: SettingsDep) -> JobOut:
+         caller: JobsWrite, session: SessionDep, settings: SettingsDep) -> JobOut:
     messages = [{"role": "system", "content": body.system}] if body.system else []
     messages.append({"role": "user", "content": body.prompt})
     options = {"temperature": body.temperature, "max_tokens": body.max_tokens}
@@ -54,7 +53,7 @@ def chat(response: Response, body: Annotated[ChatAction, Body()],
              description="Summarize a text of any length (long ones in several steps)."
              + ASYNC_NOTE, operation_id="SummarizeText", responses=_RESPONSES)
 def summarize(response: Response, body: Annotated[SummarizeAction, Body()],
-              caller: WriteCaller, session: SessionDep, settings: SettingsDep) -> JobOut:
+              caller: JobsWrite, session: SessionDep, settings: SettingsDep) -> JobOut:
     data = {"text": body.text, "instructions": body.instructions, "max_words": body.max_words}
     job = _build(SummarizeJobCreate, {"type": "summarize", "input": data, **_common(body)})
     return jobs_routes.create_job(response, job, caller, session, settings)
@@ -62,10 +61,11 @@ def summarize(response: Response, body: Annotated[SummarizeAction, Body()],
 
 @router.post("/analyze", status_code=202, response_model=JobOut, summary="Analyze document",
              description="Summary, sentiment, classification, key points, entities or a custom "
-             "analysis of a document, with a typed result." + ASYNC_NOTE,
-             operation_id="AnalyzeDocument", responses=_RESPONSES)
+             "analysis of a document, with a typed result. Give exactly one of text and file_id; "
+             "classification needs labels and custom needs instructions (422 otherwise)."
+             + ASYNC_NOTE, operation_id="AnalyzeDocument", responses=_RESPONSES)
 def analyze(response: Response, body: Annotated[AnalyzeAction, Body()],
-            caller: WriteCaller, session: SessionDep, settings: SettingsDep) -> JobOut:
+            caller: JobsWrite, session: SessionDep, settings: SettingsDep) -> JobOut:
     document = {"text": body.text, "file_id": body.file_id}
     data = {"document": {k: v for k, v in document.items() if v is not None},
             "analysis": body.analysis, "labels": body.labels, "instructions": body.instructions}

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Response
 
-from api.deps import AdminDep, SessionDep
+from api.deps import Admin, SessionDep
 from api.schemas.admin import (
     AuditList,
     KeyCreate,
@@ -34,7 +34,7 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"])
     responses=error_responses(401, 403, 422, 429),
 )
 def create_key(
-    response: Response, body: Annotated[KeyCreate, Body()], caller: AdminDep, session: SessionDep
+    response: Response, body: Annotated[KeyCreate, Body()], caller: Admin, session: SessionDep
 ) -> KeyCreated:
     created = service.create(session, caller.tenant_id, body)
     response.headers["Cache-Control"] = "no-store"
@@ -49,7 +49,7 @@ def create_key(
     operation_id="ListApiKeys",
     responses=error_responses(401, 403),
 )
-def list_keys(caller: AdminDep, session: SessionDep) -> KeyList:
+def list_keys(caller: Admin, session: SessionDep) -> KeyList:
     return KeyList(data=service.listing(session, caller.tenant_id))
 
 
@@ -57,11 +57,12 @@ def list_keys(caller: AdminDep, session: SessionDep) -> KeyList:
     "/keys/{key_id}/revoke",
     response_model=KeyOut,
     summary="Revoke an API key",
-    description="The key stops working at once. Revoking again answers the same.",
+    description="The key stops working at once. Revoking again answers the same. The "
+    "tenant's last working admin key cannot be revoked (409): create another admin key first.",
     operation_id="RevokeApiKey",
-    responses=error_responses(401, 403, 404),
+    responses=error_responses(401, 403, 404, 409),
 )
-def revoke_key(key_id: str, caller: AdminDep, session: SessionDep) -> KeyOut:
+def revoke_key(key_id: str, caller: Admin, session: SessionDep) -> KeyOut:
     return service.revoke(session, caller.tenant_id, key_id)
 
 
@@ -77,7 +78,7 @@ def revoke_key(key_id: str, caller: AdminDep, session: SessionDep) -> KeyOut:
 def rotate_key(
     key_id: str,
     response: Response,
-    caller: AdminDep,
+    caller: Admin,
     session: SessionDep,
     body: Annotated[KeyRotate | None, Body()] = None,
 ) -> KeyRotated:
@@ -94,7 +95,7 @@ def rotate_key(
     operation_id="GetTenantPolicy",
     responses=error_responses(401, 403),
 )
-def get_policy(caller: AdminDep, session: SessionDep) -> TenantPolicy:
+def get_policy(caller: Admin, session: SessionDep) -> TenantPolicy:
     tenant = session.get(Tenant, caller.tenant_id)
     assert tenant is not None
     return TenantPolicy(rate_limit_per_min=tenant.rate_limit_per_min,
@@ -112,7 +113,7 @@ def get_policy(caller: AdminDep, session: SessionDep) -> TenantPolicy:
     responses=error_responses(401, 403, 422),
 )
 def audit_log(
-    caller: AdminDep,
+    caller: Admin,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     after: Annotated[str | None, Query(max_length=40)] = None,

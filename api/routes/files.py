@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+import anyio
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse
 
-from api.deps import Caller, SessionDep, SettingsDep, require_scope
+from api.deps import FilesWrite, JobsRead, SessionDep, SettingsDep, commit_in_new_slot, leave_db
 from api.schemas.common import error_responses
 from api.schemas.files import FileDeleted, FileList, FileObject, FilePurpose
 from api.services import files as service
+from shared import storage
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
-ReadCaller = Annotated[Caller, require_scope("jobs:read")]
-WriteCaller = Annotated[Caller, require_scope("files:write")]
+# A download carries the type sniffed at upload, so the document lists every one it can be.
+_CONTENT_TYPES: dict[str, object] = {
+    t.split(";")[0]: {"schema": {"type": "string", "format": "binary"}}
+    for t in (*service.MEDIA_TYPES.values(), "application/jsonl", "application/octet-stream")
+}
 
 
 @router.post(
@@ -25,19 +30,26 @@ WriteCaller = Annotated[Caller, require_scope("files:write")]
     description="Multipart upload (`file`, `purpose` = analysis or batch). The stored path never "
     "uses the client's file name; the content type is sniffed from the bytes.",
     operation_id="UploadFile",
-    responses=error_responses(401, 413, 422),
+    responses=error_responses(400, 401, 413, 422),
 )
-def upload_file(
+async def upload_file(
+    request: Request,
     file: Annotated[UploadFile, File(description="The document or JSONL file")],
     purpose: Annotated[FilePurpose, Form(description="analysis or batch")],
-    caller: WriteCaller,
+    caller: FilesWrite,
     session: SessionDep,
     settings: SettingsDep,
 ) -> FileObject:
-    row = service.create_file(
-        session, settings, caller.tenant_id, file.file, file.filename, purpose
+    # Checking an archive may take a while: no transaction or database slot is held meanwhile.
+    await leave_db(session)
+    row = await anyio.to_thread.run_sync(
+        service.check_file, settings, caller.tenant_id, file.file, file.filename, purpose
     )
-    return service.file_object(row)
+
+    return await commit_in_new_slot(
+        request, session, lambda: service.add_file(session, row),
+        lambda: storage.delete(settings.data_dir, caller.tenant_id, row.id),
+    )
 
 
 @router.get(
@@ -49,7 +61,7 @@ def upload_file(
     responses=error_responses(401, 422),
 )
 def list_files(
-    caller: ReadCaller,
+    caller: JobsRead,
     session: SessionDep,
     purpose: FilePurpose | Literal["batch_input", "batch_output"] | None = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 100,
@@ -75,7 +87,7 @@ def list_files(
     operation_id="GetFile",
     responses=error_responses(401, 404),
 )
-def get_file(file_id: str, caller: ReadCaller, session: SessionDep) -> FileObject:
+def get_file(file_id: str, caller: JobsRead, session: SessionDep) -> FileObject:
     return service.file_object(service.get_file(session, caller.tenant_id, file_id))
 
 
@@ -85,11 +97,11 @@ def get_file(file_id: str, caller: ReadCaller, session: SessionDep) -> FileObjec
     summary="Download a file",
     description="The file's bytes with the sniffed content type.",
     operation_id="GetFileContent",
-    responses={200: {"content": {"application/octet-stream": {}}, "description": "The bytes"},
+    responses={200: {"content": _CONTENT_TYPES, "description": "The bytes"},
                **error_responses(401, 404)},
 )
 def get_file_content(
-    file_id: str, caller: ReadCaller, session: SessionDep, settings: SettingsDep
+    file_id: str, caller: JobsRead, session: SessionDep, settings: SettingsDep
 ) -> FileResponse:
     row = service.get_file(session, caller.tenant_id, file_id)
     return FileResponse(
@@ -107,7 +119,7 @@ def get_file_content(
     responses=error_responses(401, 404),
 )
 def delete_file(
-    file_id: str, caller: WriteCaller, session: SessionDep, settings: SettingsDep
+    file_id: str, caller: FilesWrite, session: SessionDep, settings: SettingsDep
 ) -> FileDeleted:
     service.delete_file(session, settings, caller.tenant_id, file_id)
     return FileDeleted(id=file_id)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import time
 
-import httpx
-import redis
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from api.schemas.common import CheckResult, Health, Readiness
 from api.services.backend_status import backend_status
-from shared.backends import BackendConfig, configured_backends
+from shared.backends import configured_backends
+from shared.backends.probe import check_reachable
 
 router = APIRouter(tags=["operations"])
 
@@ -32,23 +31,6 @@ def _timed(check: object) -> tuple[bool, str | None, float]:
         return False, f"{type(exc).__name__}: {exc}"[:300], (time.perf_counter() - start) * 1000
 
 
-def _backend_probe(config: BackendConfig) -> None:
-    if config.kind == "local":
-        from workers.backends.local import LocalAdapter  # noqa: F401  (import proves llama.cpp)
-
-        return
-    url = {
-        "ollama": "/api/tags",
-        "azure_openai": "/openai/models?api-version=2024-10-21",
-    }.get(config.kind, "/models")
-    headers = {"api-key": config.api_key or ""} if config.kind == "azure_openai" else (
-        {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
-    )
-    response = httpx.get(f"{config.base_url}{url}", headers=headers, timeout=3.0)
-    if response.status_code >= 500:
-        raise RuntimeError(f"answered {response.status_code}")
-
-
 @router.get(
     "/readyz",
     response_model=Readiness,
@@ -66,15 +48,15 @@ def readyz(request: Request) -> JSONResponse:
             conn.execute(text("SELECT 1"))
 
     def broker() -> None:
-        redis.Redis.from_url(state.settings.broker_url, socket_timeout=2).ping()
+        state.redis.ping()
 
     for name, fn in (("database", db), ("broker", broker)):
         ok, detail, ms = _timed(fn)
         checks[name] = CheckResult(ok=ok, detail=detail, latency_ms=round(ms, 1))
     configured = configured_backends(state.settings)
-    status = backend_status(state.settings, list(configured))
+    status = backend_status(state.settings, state.redis, list(configured))
     for name, config in configured.items():
-        ok, detail, ms = _timed(lambda c=config: _backend_probe(c))
+        ok, detail, ms = _timed(lambda c=config: check_reachable(c))
         checks[f"backend:{name}"] = CheckResult(
             ok=ok, required=False, detail=detail, latency_ms=round(ms, 1),
             breaker=status[name].breaker,

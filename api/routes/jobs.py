@@ -1,30 +1,25 @@
-"""/v1/jobs: create, poll (202 while running, 200 when done), list and cancel."""
+"""/v1/jobs: create, poll or long-poll (202 while running, 200 when done), list and cancel."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query, Response
+from fastapi import APIRouter, Body, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
-from api.deps import Caller, SessionDep, SettingsDep, require_scope
+from api.deps import JobsRead, JobsWrite, SessionDep, SettingsDep, leave_db
 from api.errors import ApiError
 from api.schemas.common import error_responses
 from api.schemas.jobs import JobCreate, JobList, JobOut
 from api.services import files as files_service
 from api.services import jobs as service
+from api.services.job_wait import MAX_WAIT_S, wait_for_end
+from api.urls import polling_headers
 from shared.jobs.status import JOB_ACTIVE, JobStatus
-from shared.jobs.view import job_url, job_view
-from shared.settings import Settings
+from shared.jobs.view import job_view
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-ReadCaller = Annotated[Caller, require_scope("jobs:read")]
-WriteCaller = Annotated[Caller, require_scope("jobs:write")]
-
-
-def _polling_headers(response: Response, settings: Settings, job_id: str) -> None:
-    response.headers["Location"] = job_url(settings, job_id)
-    response.headers["Retry-After"] = str(settings.poll_retry_after_s)
 
 
 @router.post(
@@ -40,7 +35,7 @@ def _polling_headers(response: Response, settings: Settings, job_id: str) -> Non
 def create_job(
     response: Response,
     body: Annotated[JobCreate, Body()],
-    caller: WriteCaller,
+    caller: JobsWrite,
     session: SessionDep,
     settings: SettingsDep,
 ) -> JobOut:
@@ -50,7 +45,7 @@ def create_job(
             session, caller.tenant_id, body.input.document.file_id
         )
     job = service.create_job(session, settings, caller.tenant_id, body, **extra)
-    _polling_headers(response, settings, job.id)
+    polling_headers(response, settings, job.id)
     return job_view(session, settings, job)
 
 
@@ -59,24 +54,43 @@ def create_job(
     response_model=JobOut,
     summary="Get a job",
     description="200 with the job once it ended; 202 with Location and Retry-After while it is "
-    "queued or running. With fail_on_error=true a failed job answers 500, a cancelled one 409.",
+    "queued or running. With fail_on_error=true a failed job answers 500, a cancelled one 409. "
+    f"With wait=N (0 to {MAX_WAIT_S} seconds; more is refused with 422) the request is held "
+    "until the job ends and answers at once when it does; when N seconds pass first it answers "
+    "202 as without wait.",
     operation_id="GetJob",
     responses={202: {"model": JobOut, "description": "Still running"},
-               **error_responses(401, 404, 409, 500)},
+               **error_responses(401, 404, 409, 422, 500)},
 )
-def get_job(
+async def get_job(
     job_id: str,
+    request: Request,
     response: Response,
-    caller: ReadCaller,
+    caller: JobsRead,
     session: SessionDep,
     settings: SettingsDep,
     fail_on_error: Annotated[bool, Query(description="Failed → 500, cancelled → 409")] = False,
+    wait: Annotated[int, Query(
+        ge=0, le=MAX_WAIT_S,
+        description="Seconds to hold the request while the job is queued or running "
+        f"(0 to {MAX_WAIT_S}, below Power Automate's 120 s limit); the answer comes as soon "
+        "as the job ends",
+    )] = 0,
 ) -> JobOut:
-    job = service.get_job(session, caller.tenant_id, job_id)
-    out = job_view(session, settings, job)
+    job = await run_in_threadpool(service.get_job, session, caller.tenant_id, job_id)
+    if wait and job.status in JOB_ACTIVE:
+        # Nothing to hold while waiting: the connection and the database slot go back now.
+        await leave_db(session)
+        state = request.app.state
+        job, out = await wait_for_end(
+            state.db_gate, state.sessions, state.waiters, settings, caller.tenant_id, job_id,
+            wait,
+        )
+    else:
+        out = await run_in_threadpool(job_view, session, settings, job)
     if job.status in JOB_ACTIVE:
         response.status_code = 202
-        _polling_headers(response, settings, job.id)
+        polling_headers(response, settings, job.id)
     elif fail_on_error and job.status == JobStatus.FAILED:
         message = (job.error or {}).get("message", "the job failed")
         raise ApiError(500, f"job {job.id} failed: {message}", type="internal")
@@ -94,7 +108,7 @@ def get_job(
     responses=error_responses(401, 422),
 )
 def list_jobs(
-    caller: ReadCaller,
+    caller: JobsRead,
     session: SessionDep,
     settings: SettingsDep,
     status: JobStatus | None = None,
@@ -122,7 +136,7 @@ def list_jobs(
     responses=error_responses(401, 404, 409),
 )
 def cancel_job(
-    job_id: str, caller: WriteCaller, session: SessionDep, settings: SettingsDep
+    job_id: str, caller: JobsWrite, session: SessionDep, settings: SettingsDep
 ) -> JobOut:
     job = service.cancel(session, caller.tenant_id, job_id)
     return job_view(session, settings, job)

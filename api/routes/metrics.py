@@ -60,15 +60,6 @@ class QueueDepthCollector(Collector):
         yield broker
 
 
-def _redis(request: Request, settings: Settings) -> redis.Redis:
-    client: redis.Redis | None = getattr(request.app.state, "metrics_redis", None)
-    if client is None:
-        client = redis.Redis.from_url(settings.broker_url, socket_timeout=2,
-                                      socket_connect_timeout=2)
-        request.app.state.metrics_redis = client
-    return client
-
-
 @router.get("/metrics", include_in_schema=False)
 def metrics(request: Request) -> Response:
     """Prometheus text format."""
@@ -80,6 +71,6 @@ def metrics(request: Request) -> Response:
         registry = REGISTRY  # a single process: its own series
     payload = generate_latest(registry)
     depth = CollectorRegistry()
-    depth.register(QueueDepthCollector(settings, _redis(request, settings)))
+    depth.register(QueueDepthCollector(settings, request.app.state.redis))
     payload += generate_latest(depth)
     return Response(payload, media_type=CONTENT_TYPE_LATEST)

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from fastapi import APIRouter, Request
 
-from api.deps import Caller, require_scope
+from api.deps import JobsRead
 from api.schemas.common import error_responses
 from api.schemas.models import ModelList
 from api.services.models import ModelCatalog
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
-ReadCaller = Annotated[Caller, require_scope("jobs:read")]
 
 
 @router.get(
@@ -25,9 +22,7 @@ ReadCaller = Annotated[Caller, require_scope("jobs:read")]
     operation_id="ListModels",
     responses=error_responses(401),
 )
-async def list_models(request: Request, caller: ReadCaller) -> ModelList:
+async def list_models(request: Request, caller: JobsRead) -> ModelList:
     state = request.app.state
-    catalog: ModelCatalog | None = getattr(state, "model_catalog", None)
-    if catalog is None:
-        catalog = state.model_catalog = ModelCatalog(state.settings)
+    catalog: ModelCatalog = state.model_catalog
     return await catalog.listing()

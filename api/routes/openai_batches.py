@@ -6,15 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query
 
-from api.deps import Caller, SessionDep, SettingsDep, require_scope
+from api.deps import JobsRead, JobsWrite, SessionDep, SettingsDep
 from api.schemas.common import error_responses
 from api.schemas.openai_batches import Batch, BatchCreate, BatchList
 from api.services import openai_batches as service
 
 router = APIRouter(prefix="/v1/batches", tags=["openai"])
 
-ReadCaller = Annotated[Caller, require_scope("jobs:read")]
-WriteCaller = Annotated[Caller, require_scope("jobs:write")]
 
 
 @router.post(
@@ -29,7 +27,7 @@ WriteCaller = Annotated[Caller, require_scope("jobs:write")]
 )
 def create_batch(
     body: Annotated[BatchCreate, Body()],
-    caller: WriteCaller,
+    caller: JobsWrite,
     session: SessionDep,
     settings: SettingsDep,
 ) -> Batch:
@@ -44,7 +42,7 @@ def create_batch(
     operation_id="GetBatch",
     responses=error_responses(401, 404),
 )
-def get_batch(batch_id: str, caller: ReadCaller, session: SessionDep) -> Batch:
+def get_batch(batch_id: str, caller: JobsRead, session: SessionDep) -> Batch:
     return service.batch_out(session, service.get_batch_job(session, caller.tenant_id, batch_id))
 
 
@@ -57,10 +55,14 @@ def get_batch(batch_id: str, caller: ReadCaller, session: SessionDep) -> Batch:
     responses=error_responses(401, 422),
 )
 def list_batches(
-    caller: ReadCaller,
+    caller: JobsRead,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    after: Annotated[str | None, Query(max_length=46, description="A batch id")] = None,
+    after: Annotated[
+        str | None,
+        Query(max_length=46, pattern=r"^batch_[0-9A-Za-z]+$",
+              description="A batch id: the last_id of a page"),
+    ] = None,
 ) -> BatchList:
     rows, has_more = service.list_batches(session, caller.tenant_id, limit, after)
     data = [service.batch_out(session, j) for j in rows]
@@ -81,6 +83,6 @@ def list_batches(
     operation_id="CancelBatch",
     responses=error_responses(401, 404, 409),
 )
-def cancel_batch(batch_id: str, caller: WriteCaller, session: SessionDep) -> Batch:
+def cancel_batch(batch_id: str, caller: JobsWrite, session: SessionDep) -> Batch:
     job = service.get_batch_job(session, caller.tenant_id, batch_id)
     return service.batch_out(session, service.cancel_batch(session, job))

@@ -11,15 +11,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from api.dbgate import DbGate
-from api.deps import Caller, SessionDep, SettingsDep, release_db_slot, require_scope
+from api.deps import JobsWrite, SessionDep, SettingsDep, leave_db
 from api.schemas.common import error_responses
 from api.schemas.openai_chat import ChatCompletion, ChatCompletionRequest
 from api.services import openai_chat as service
+from api.waiters import JobWaiters
 from shared.jobs.status import JobStatus
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
-WriteCaller = Annotated[Caller, require_scope("jobs:write")]
 
 
 @router.post(
@@ -36,10 +36,18 @@ WriteCaller = Annotated[Caller, require_scope("jobs:write")]
         200: {
             "content": {
                 "text/event-stream": {
+                    # One server-sent event, as OpenAPI 3.2's itemSchema describes them.
                     "schema": {
-                        "type": "string",
-                        "description": "`data: <chat.completion.chunk JSON>` events, then "
-                        "`data: [DONE]`",
+                        "type": "object",
+                        "properties": {
+                            "event": {"type": "string"},
+                            "data": {
+                                "type": "string",
+                                "description": "A chat.completion.chunk as JSON; the last "
+                                "event is `[DONE]`",
+                            },
+                        },
+                        "required": ["data"],
                     }
                 }
             },
@@ -53,31 +61,35 @@ WriteCaller = Annotated[Caller, require_scope("jobs:write")]
 async def create_chat_completion(
     request: Request,
     body: Annotated[ChatCompletionRequest, Body()],
-    caller: WriteCaller,
+    caller: JobsWrite,
     session: SessionDep,
     settings: SettingsDep,
 ) -> ChatCompletion | StreamingResponse:
     job = await run_in_threadpool(
         service.create_chat_job, session, settings, caller.tenant_id, body
     )
-    # Committed: the rest is waiting, which must not keep other requests off the database.
-    release_db_slot(session)
+    job_id = job.id
+    # The rest is waiting, which must hold neither a transaction nor a database slot.
+    await leave_db(session)
     sessions: sessionmaker[Session] = request.app.state.sessions
     gate: DbGate = request.app.state.db_gate
+    waiters: JobWaiters = request.app.state.waiters
     timeout = settings.openai_chat_timeout_s
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(
-            service.stream_completion(gate, sessions, job.id, body.model, timeout, include_usage),
+            service.stream_completion(
+                gate, sessions, waiters, job_id, body.model, timeout, include_usage
+            ),
             media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Job-ID": job.id},
+            headers={"Cache-Control": "no-cache", "X-Job-ID": job_id},
         )
     deadline = time.monotonic() + timeout
     done = None
     while done is None and time.monotonic() < deadline:
-        done = await service.wait_for_job(gate, sessions, job.id, deadline)
+        done = await service.wait_for_job(gate, sessions, waiters, job_id, deadline, timeout)
     if done is None:
-        raise service.timeout_error(job.id, timeout)
+        raise service.timeout_error(job_id, timeout)
     if done.status != JobStatus.SUCCEEDED:
         raise service.job_error(done)
     return ChatCompletion.model_validate(service.completion(done, body.model))

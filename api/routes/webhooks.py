@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Request, Response
 
-from api.deps import Caller, SessionDep, SettingsDep, require_scope
+from api.deps import SessionDep, SettingsDep, WebhooksManage
 from api.schemas.common import error_responses
 from api.schemas.webhooks import (
     DeliveryList,
@@ -19,11 +19,10 @@ from api.schemas.webhooks import (
 )
 from api.services import webhooks as service
 from api.urls import base_url
-from shared.webhook_events import tenant_secret
+from shared.webhooks.events import tenant_secret
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
-Manager = Annotated[Caller, require_scope("webhooks:manage")]
 
 
 @router.post(
@@ -40,7 +39,7 @@ def create_webhook(
     request: Request,
     response: Response,
     body: Annotated[WebhookCreate, Body()],
-    caller: Manager,
+    caller: WebhooksManage,
     session: SessionDep,
     settings: SettingsDep,
 ) -> WebhookCreated:
@@ -57,7 +56,7 @@ def create_webhook(
     operation_id="ListWebhooks",
     responses=error_responses(401, 403),
 )
-def list_webhooks(caller: Manager, session: SessionDep) -> WebhookList:
+def list_webhooks(caller: WebhooksManage, session: SessionDep) -> WebhookList:
     return WebhookList(data=[service.out(s) for s in service.list_all(session, caller.tenant_id)])
 
 
@@ -70,7 +69,7 @@ def list_webhooks(caller: Manager, session: SessionDep) -> WebhookList:
     operation_id="GetCallbackSecret",
     responses=error_responses(401, 403),
 )
-def get_callback_secret(caller: Manager, session: SessionDep) -> WebhookSecret:
+def get_callback_secret(caller: WebhooksManage, session: SessionDep) -> WebhookSecret:
     return WebhookSecret(secret=tenant_secret(session, caller.tenant_id))
 
 
@@ -82,7 +81,7 @@ def get_callback_secret(caller: Manager, session: SessionDep) -> WebhookSecret:
     operation_id="GetWebhook",
     responses=error_responses(401, 403, 404),
 )
-def get_webhook(webhook_id: str, caller: Manager, session: SessionDep) -> WebhookOut:
+def get_webhook(webhook_id: str, caller: WebhooksManage, session: SessionDep) -> WebhookOut:
     return service.out(service.get(session, caller.tenant_id, webhook_id))
 
 
@@ -95,7 +94,7 @@ def get_webhook(webhook_id: str, caller: Manager, session: SessionDep) -> Webhoo
     operation_id="DeleteWebhook",
     responses=error_responses(401, 403, 404),
 )
-def delete_webhook(webhook_id: str, caller: Manager, session: SessionDep) -> Response:
+def delete_webhook(webhook_id: str, caller: WebhooksManage, session: SessionDep) -> Response:
     service.delete(session, caller.tenant_id, webhook_id)
     return Response(status_code=204)
 
@@ -109,7 +108,7 @@ def delete_webhook(webhook_id: str, caller: Manager, session: SessionDep) -> Res
     operation_id="RotateWebhookSecret",
     responses=error_responses(401, 403, 404),
 )
-def rotate_secret(webhook_id: str, caller: Manager, session: SessionDep) -> WebhookSecret:
+def rotate_secret(webhook_id: str, caller: WebhooksManage, session: SessionDep) -> WebhookSecret:
     sub = service.rotate(session, caller.tenant_id, webhook_id)
     return WebhookSecret(secret=sub.secret,
                          previous_secret_expires_at=sub.previous_secret_expires_at)
@@ -126,7 +125,7 @@ def rotate_secret(webhook_id: str, caller: Manager, session: SessionDep) -> Webh
 )
 def list_deliveries(
     webhook_id: str,
-    caller: Manager,
+    caller: WebhooksManage,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     after: Annotated[str | None, Query(max_length=40, description="next_after of a page")] = None,
@@ -147,7 +146,7 @@ def list_deliveries(
     responses=error_responses(401, 403, 404, 409),
 )
 def redeliver(
-    webhook_id: str, delivery_id: str, caller: Manager, session: SessionDep
+    webhook_id: str, delivery_id: str, caller: WebhooksManage, session: SessionDep
 ) -> DeliveryOut:
     delivery = service.redeliver(session, caller.tenant_id, webhook_id, delivery_id)
     return service.delivery_out(session, delivery)

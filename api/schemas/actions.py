@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
 from api.schemas.jobs import Analysis
+from shared.jsontypes import MaxTokens, MaxWords, Temperature
 
 
 class _ActionBase(BaseModel):
@@ -25,9 +26,9 @@ class ChatAction(_ActionBase):
     prompt: str = Field(min_length=1, title="Prompt", description="What to ask the model")
     system: str | None = Field(None, max_length=20000, title="System instruction",
                                description="How the model should behave")
-    temperature: float | None = Field(None, ge=0, le=2, title="Temperature",
+    temperature: Temperature | None = Field(None, title="Temperature",
                                       description="0 = focused, 2 = creative")
-    max_tokens: int | None = Field(None, ge=1, le=32768, title="Max tokens",
+    max_tokens: MaxTokens | None = Field(None, title="Max tokens",
                                    description="Longest answer, in tokens")
 
 
@@ -37,7 +38,7 @@ class SummarizeAction(_ActionBase):
     text: str = Field(min_length=1, title="Text", description="The text to summarize")
     instructions: str | None = Field(None, max_length=4000, title="Instructions",
                                      description="E.g. 'focus on risks'")
-    max_words: int = Field(120, ge=5, le=2000, title="Max words",
+    max_words: MaxWords = Field(120, title="Max words",
                            description="Longest summary, in words")
 
 

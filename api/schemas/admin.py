@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from shared.jsontypes import NUMBER_ONLY
 
 Scope = Literal["jobs:write", "jobs:read", "files:write", "webhooks:manage", "admin"]
 DEFAULT_SCOPES: tuple[Scope, ...] = ("jobs:write", "jobs:read", "files:write", "webhooks:manage")
@@ -18,18 +20,18 @@ class KeyCreate(BaseModel):
         default_factory=lambda: list(DEFAULT_SCOPES), min_length=1,
         description="Default: every scope but admin",
     )
-    expires_in_s: int | None = Field(
-        None, ge=60, le=10 * 366 * 86400, description="Lifetime in seconds; none: no expiry"
+    expires_in_s: Annotated[int, Field(ge=60, le=10 * 366 * 86400), NUMBER_ONLY] | None = Field(
+        None, description="Lifetime in seconds; none: no expiry",
     )
-    rate_limit_per_min: int | None = Field(
-        None, ge=0, le=1_000_000, description="Requests per minute; 0: unlimited; none: default"
+    rate_limit_per_min: Annotated[int, Field(ge=0, le=1_000_000), NUMBER_ONLY] | None = Field(
+        None, description="Requests per minute; 0: unlimited; none: default",
     )
 
 
 class KeyRotate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    grace_s: int = Field(
-        86400, ge=0, le=30 * 86400, description="How long the old key keeps working"
+    grace_s: Annotated[int, Field(ge=0, le=30 * 86400), NUMBER_ONLY] = Field(
+        86400, description="How long the old key keeps working"
     )
 
 

@@ -14,12 +14,14 @@ from pydantic import (
 
 from shared.analysis import check_result_schema
 from shared.jobs.view import JobOut, Progress, StepCount, StepOut, Usage
+from shared.jsontypes import AnswerCount, MaxTokens, MaxWords, Temperature, TopP
 
 __all__ = ["JobOut", "Progress", "StepCount", "StepOut", "Usage"]
 
 class Message(BaseModel):
     role: Literal["system", "user", "assistant"]
-    content: str = Field(min_length=1)
+    # Empty text is accepted, as OpenAI accepts it (a turn may carry nothing).
+    content: str
 
 
 class ChatInput(BaseModel):
@@ -31,7 +33,7 @@ class SummarizeInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str = Field(min_length=1, description="Text to summarize, of any length")
     instructions: str | None = Field(None, max_length=4000)
-    max_words: int = Field(120, ge=5, le=2000)
+    max_words: MaxWords = 120
 
 
 class DocumentRef(BaseModel):
@@ -78,14 +80,14 @@ class AnalyzeInput(BaseModel):
 
 class JobOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    temperature: float | None = Field(None, ge=0, le=2)
-    max_tokens: int | None = Field(None, ge=1, le=32768)
-    top_p: float | None = Field(None, gt=0, le=1)
+    temperature: Temperature | None = None
+    max_tokens: MaxTokens | None = None
+    top_p: TopP | None = None
     stop: list[str] | None = Field(None, max_length=4)
     response_format: Literal["text", "json_object"] | None = Field(
         None, description="json_object asks the backend for a JSON answer"
     )
-    n: int | None = Field(None, ge=1, le=8, description="Chat: answers to generate (one step each)")
+    n: AnswerCount | None = Field(None, description="Chat: answers to generate (one step each)")
 
 
 class _JobCreateBase(BaseModel):

@@ -5,13 +5,24 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError
 from api.schemas.admin import AuditEventOut, AuditList, KeyCreate, KeyCreated, KeyOut, KeyRotated
 from shared import audit
-from shared.keys import NewKey, UnknownKey, create_key_in, list_keys, revoke_key, rotate_key
+from shared.keys import (
+    LastAdminKey,
+    NewKey,
+    UnknownKey,
+    create_key_in,
+    list_keys,
+    revoke_key,
+    rotate_key,
+)
 from shared.models import ApiKey, AuditEvent, utcnow
+
+DEADLOCK = "40P01"
 
 
 def key_out(key: ApiKey) -> KeyOut:
@@ -53,6 +64,15 @@ def revoke(session: Session, tenant_id: str, key_id: str) -> KeyOut:
         key = revoke_key(session, key_id, tenant_id)
     except UnknownKey as exc:
         raise ApiError(404, f"no key {key_id!r}", param="key_id") from exc
+    except LastAdminKey as exc:
+        raise ApiError(409, str(exc), param="key_id") from exc
+    except OperationalError as exc:
+        # PostgreSQL broke a lock cycle with a concurrent key change (each request had
+        # recorded its own key's use first); this one lost and changed nothing.
+        if getattr(exc.orig, "sqlstate", None) != DEADLOCK:
+            raise
+        raise ApiError(409, "another change to this tenant's keys ran at the same time; "
+                       "retry", param="key_id", headers={"Retry-After": "1"}) from exc
     audit.record(session, "key.revoke", "api_key", key.id)
     return key_out(key)
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import redis
 
+from shared.backends.breaker_state import read_state
 from shared.queues import llm_queue
 from shared.settings import Settings
-from workers.breaker import read_state
 
 
 @dataclass(frozen=True)
@@ -20,12 +20,13 @@ class BackendStatus:
     queue_depth: int | None
 
 
-def backend_status(settings: Settings, names: list[str]) -> dict[str, BackendStatus]:
+def backend_status(
+    settings: Settings, client: redis.Redis, names: list[str]
+) -> dict[str, BackendStatus]:
     """Per backend: breaker state and messages waiting in its queues (None when unknown)."""
     prefix = settings.broker_key_prefix
     out: dict[str, BackendStatus] = {}
     try:
-        client = redis.Redis.from_url(settings.broker_url, socket_timeout=2)
         for name in names:
             state = read_state(client, prefix, name)
             # Celery's Redis transport keeps each queue as a list under the (prefixed) name.
@@ -34,7 +35,6 @@ def backend_status(settings: Settings, names: list[str]) -> dict[str, BackendSta
                 for lane in ("interactive", "batch")
             )
             out[name] = BackendStatus(state.state, state.failures, depth)
-        client.close()
     except redis.RedisError:
         out = {name: BackendStatus(None, None, None) for name in names}
     return out

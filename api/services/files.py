@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from api.errors import ApiError
 from api.schemas.files import FileObject
-from shared import storage
+from shared import audit, storage
+from shared.archives import ArchiveError, ArchiveLimits, ensure_bounded
 from shared.db import after_commit
 from shared.documents import sniff_type
 from shared.ids import new_id
@@ -21,6 +22,7 @@ from shared.settings import Settings
 
 _HEAD_BYTES = 8192
 _TEXT_KINDS = ("txt", "md", "csv", "html")
+_ZIP_KINDS = ("docx", "xlsx", "zip")
 MEDIA_TYPES = {
     "pdf": "application/pdf",
     "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
@@ -54,15 +56,14 @@ def media_type(kind: str, filename: str) -> str:
     return MEDIA_TYPES.get(kind, "application/octet-stream")
 
 
-def create_file(
-    session: Session,
+def check_file(
     settings: Settings,
     tenant_id: str,
     stream: BinaryIO,
     filename: str | None,
     purpose: str,
 ) -> StoredFile:
-    """Store an upload under a generated path and record it; 413/422 for bad uploads."""
+    """Store an upload under a generated path and check it (413/422); the row is not added."""
     name = display_name(filename)
     file_id = new_id("file")
     try:
@@ -82,10 +83,12 @@ def create_file(
                 f"a batch file must be JSONL text; this one looks like {kind}",
                 param="file",
             )
+        if kind in _ZIP_KINDS:
+            _check_archive(settings, path)
     except ApiError:
         storage.delete(settings.data_dir, tenant_id, file_id)
         raise
-    row = StoredFile(
+    return StoredFile(
         id=file_id,
         tenant_id=tenant_id,
         purpose=purpose,
@@ -95,9 +98,22 @@ def create_file(
         storage_key=str(Path("files") / tenant_id / file_id),
         sha256=sha256,
     )
+
+
+
+def add_file(session: Session, row: StoredFile) -> FileObject:
+    """Record a checked upload and who created it."""
     session.add(row)
     session.flush()
-    return row
+    audit.record(session, "file.create", "file", row.id)
+    return file_object(row)
+
+
+def _check_archive(settings: Settings, path: Path) -> None:
+    try:
+        ensure_bounded(path, ArchiveLimits.from_settings(settings))
+    except ArchiveError as exc:
+        raise ApiError(exc.status, exc.message, param="file") from None
 
 
 def get_file(session: Session, tenant_id: str, file_id: str, param: str = "file_id") -> StoredFile:
@@ -146,6 +162,7 @@ def delete_file(session: Session, settings: Settings, tenant_id: str, file_id: s
     row = get_file(session, tenant_id, file_id)
     session.delete(row)
     session.flush()
+    audit.record(session, "file.delete", "file", row.id)
 
     def remove() -> None:
         storage.delete(settings.data_dir, tenant_id, file_id)

@@ -9,35 +9,51 @@ from sqlalchemy.orm import Session
 
 from api.errors import ApiError
 from api.schemas.jobs import AnalyzeJobCreate, ChatJobCreate, SummarizeJobCreate
-from api.services.routing import resolve_chain
 from api.services.webhooks import vet_url
 from shared import audit
-from shared.backends import configured_backends, default_backend
+from shared.backends import configured_backends
+from shared.backends.routing import Route, RoutingError, resolve
 from shared.ids import new_id
 from shared.jobs import direct, transitions
 from shared.jobs.status import JobStatus
 from shared.metrics import record_job_created
 from shared.models import Job
+from shared.quotas import submission_problem
 from shared.settings import Settings
 from shared.tokens import messages_tokens
 
 
-def resolve_backend(settings: Settings, backend: str | None, model: str | None) -> tuple[str, str]:
-    """The backend and model a job runs on; 422 naming the configured ones when unknown."""
-    backends = configured_backends(settings)
-    name = backend or default_backend(settings)
-    if name is None:
-        raise ApiError(503, "no LLM backend is configured", type="backend_unavailable")
-    if name not in backends:
-        raise ApiError(
-            422,
-            f"unknown backend {name!r}; configured: {sorted(backends)}",
-            param="backend",
-        )
-    chosen = model or backends[name].default_model
-    if not chosen:
-        raise ApiError(422, f"backend {name!r} has no default model; give one", param="model")
-    return name, chosen
+def route(
+    settings: Settings,
+    backend: str | list[str] | None,
+    model: str | None,
+    *,
+    with_fallback: bool = True,
+) -> Route:
+    """The job's route; the resolver's refusal as an error answer (422 naming the field, 503)."""
+    try:
+        return resolve(settings, backend, model, with_fallback=with_fallback)
+    except RoutingError as exc:
+        raise ApiError(exc.status, exc.message, type=exc.type, param=exc.param) from None
+
+
+def check_quota(session: Session, settings: Settings, tenant_id: str) -> None:
+    """429 naming the quota when the tenant may not submit more work now."""
+    problem = submission_problem(session, settings, tenant_id)
+    if problem:
+        raise ApiError(429, problem, param="quota")
+
+
+def store_job(session: Session, settings: Settings, job: Job) -> Job:
+    """Admit a new job (quota), store it and record who created it.
+
+    A one-step job is stored running with its step sent to its backend (shared.jobs.direct);
+    others are stored queued for the orchestrator.
+    """
+    check_quota(session, settings, job.tenant_id)
+    direct.create(session, settings, job)
+    audit.record(session, "job.create", "job", job.id)
+    return job
 
 
 def create_job(
@@ -48,10 +64,11 @@ def create_job(
     **extra: Any,
 ) -> Job:
     """Store a job: a one-step job goes straight to its backend, others to the orchestrator."""
-    backend, model, routing = resolve_chain(settings, body.backend, body.model)
-    if routing:
+    chosen = route(settings, body.backend, body.model)
+    backend, model = chosen.backend, chosen.model
+    if chosen.plan():
         # The fallback chain rides in the plan; workers move a step along it (workers/fallback).
-        extra["plan"] = {**(extra.get("plan") or {}), **routing}
+        extra["plan"] = {**(extra.get("plan") or {}), **chosen.plan()}
     if body.callback_url:
         vet_url(settings, str(body.callback_url), "callback_url")
     job_input = body.input.model_dump(mode="json", exclude_none=True)
@@ -71,7 +88,7 @@ def create_job(
         callback_url=str(body.callback_url) if body.callback_url else None,
         **extra,
     )
-    direct.create(session, settings, job)
+    store_job(session, settings, job)
     record_job_created(session, job)
     return job
 

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 
 from api.schemas.models import ModelList, ModelObject
 from shared.backends import BackendConfig, configured_backends
+from shared.backends.probe import PROBE_TIMEOUT_S, list_models
 from shared.logging import get_logger
 from shared.settings import Settings
-from workers.backends import build_adapter
 
 log = get_logger(__name__)
 
 CACHE_S = 5.0
-PROBE_TIMEOUT_S = 3.0
 
 
 class ModelCatalog:
@@ -43,12 +41,8 @@ class ModelCatalog:
             return merged
 
     async def _models_of(self, config: BackendConfig) -> list[str]:
-        quick = dataclasses.replace(config, timeout_s=PROBE_TIMEOUT_S)
-        adapter = build_adapter(quick, self.settings)
         try:
-            return await asyncio.wait_for(adapter.list_models(), PROBE_TIMEOUT_S + 1)
+            return await asyncio.wait_for(list_models(config, self.settings), PROBE_TIMEOUT_S + 1)
         except Exception as exc:  # a backend that is down or odd is left out, never a 500
             log.info("backend left out of /v1/models", backend=config.name, error=repr(exc)[:200])
             return []
-        finally:
-            await adapter.aclose()

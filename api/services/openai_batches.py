@@ -16,6 +16,7 @@ from api.schemas.openai_batches import (
     BatchRequestCounts,
     BatchStatus,
 )
+from api.services.jobs import store_job
 from shared.backends import default_backend
 from shared.dispatch import enqueue_step_done
 from shared.ids import new_id
@@ -65,7 +66,7 @@ def create_batch(session: Session, settings: Settings, tenant_id: str, body: Bat
         meta=dict(body.metadata or {}),
         input_file_id=file.id,
     )
-    return transitions.create(session, job)
+    return store_job(session, settings, job)
 
 
 def get_batch_job(session: Session, tenant_id: str, batch: str) -> Job:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -15,20 +14,14 @@ from api.dbgate import DbGate
 from api.errors import ApiError, error_body
 from api.schemas.jobs import ChatInput, ChatJobCreate, JobOptions
 from api.services import jobs as job_service
+from api.waiters import JobWaiters
+from shared.backends.routing import ModelNotFound, route_model
 from shared.db import read_session
 from shared.jobs.status import JobStatus, job_is_terminal
 from shared.models import Job
-from shared.openai_compat import (
-    ChatCompletionRequest,
-    ModelNotFound,
-    completion_id,
-    completion_object,
-    route_model,
-)
+from shared.openai_compat import ChatCompletionRequest, completion_id, completion_object
 from shared.settings import Settings
 
-# Polling starts fast (a quick backend answers in tens of ms) and slows to spare the database.
-FIRST_POLL_S, MAX_POLL_S = 0.02, 0.5
 # A comment line every few seconds keeps proxies from closing a quiet stream.
 KEEPALIVE_S = 10.0
 
@@ -36,7 +29,7 @@ KEEPALIVE_S = 10.0
 def create_chat_job(
     session: Session, settings: Settings, tenant_id: str, body: ChatCompletionRequest
 ) -> Job:
-    """Store the chat job and commit, so its plan is sent before we start waiting."""
+    """Store the chat job (the caller commits it before waiting, so its plan is sent)."""
     try:
         backend, model = route_model(settings, body.model)
     except ModelNotFound as exc:
@@ -54,33 +47,33 @@ def create_chat_job(
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ApiError(400, f"{where}: {first['msg']}", param="messages") from exc
-    job = job_service.create_job(session, settings, tenant_id, create)
-    # Commit now: the request's session must not hold a transaction (SQLite's write lock)
-    # while we wait for workers that need to write.
-    session.commit()
-    return job
+    return job_service.create_job(session, settings, tenant_id, create)
 
 
 def _read_job(sessions: sessionmaker[Session], job_id: str) -> Job | None:
-    with read_session(sessions) as session:  # a poll: no write lock
+    with read_session(sessions) as session:  # no write lock
         return session.get(Job, job_id)
 
 
+def _ended(job: Job | None) -> bool:
+    return job is not None and job_is_terminal(job.status)
+
+
 async def wait_for_job(
-    gate: DbGate, sessions: sessionmaker[Session], job_id: str, deadline: float,
-    tick: float = KEEPALIVE_S,
+    gate: DbGate, sessions: sessionmaker[Session], waiters: JobWaiters, job_id: str,
+    deadline: float, tick: float = KEEPALIVE_S,
 ) -> Job | None:
-    """The job once it ended; None when `deadline` (monotonic) or `tick` passed first."""
-    delay = FIRST_POLL_S
+    """The job once it ended; None when `deadline` (monotonic) or `tick` passed first.
+
+    Woken by the push of the job's end; holds a database slot only for each read.
+    """
     until = min(deadline, time.monotonic() + tick)
-    while True:
-        job = await gate.run(_read_job, sessions, job_id)
-        if job is not None and job_is_terminal(job.status):
-            return job
-        if time.monotonic() >= until:
-            return None
-        await asyncio.sleep(min(delay, max(0.0, until - time.monotonic())))
-        delay = min(delay * 2, MAX_POLL_S)
+
+    async def read() -> Job | None:
+        return await gate.run(_read_job, sessions, job_id)
+
+    job = await waiters.wait_until(job_id, read, _ended, until)
+    return job if _ended(job) else None
 
 
 def timeout_error(job_id: str, timeout: float) -> ApiError:
@@ -166,14 +159,14 @@ def chunk_events(job: Job, model: str, include_usage: bool) -> list[str]:
 
 
 async def stream_completion(
-    gate: DbGate, sessions: sessionmaker[Session], job_id: str, model: str, timeout: float,
-    include_usage: bool,
+    gate: DbGate, sessions: sessionmaker[Session], waiters: JobWaiters, job_id: str, model: str,
+    timeout: float, include_usage: bool,
 ) -> AsyncIterator[str]:
     """Server-sent events: keep-alive comments while the job runs, then the answer."""
     deadline = time.monotonic() + timeout
     job: Job | None = None
     while time.monotonic() < deadline:
-        job = await wait_for_job(gate, sessions, job_id, deadline)
+        job = await wait_for_job(gate, sessions, waiters, job_id, deadline)
         if job is not None:
             break
         yield ": still running\n\n"

@@ -16,11 +16,12 @@ from api.schemas.webhooks import (
     WebhookCreated,
     WebhookOut,
 )
+from shared import audit
+from shared.dispatch import enqueue_delivery
 from shared.ids import new_id
 from shared.models import utcnow
 from shared.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from shared.settings import Settings
-from shared.webhook_events import enqueue_delivery
 from shared.webhooks import UnsafeURL, check_url, generate_secret
 
 ATTEMPTS_SHOWN = 20
@@ -51,6 +52,7 @@ def create(session: Session, settings: Settings, tenant_id: str,
     )
     session.add(sub)
     session.flush()
+    audit.record(session, "webhook.create", "webhook", sub.id)
     return WebhookCreated(**out(sub).model_dump(), secret=sub.secret)
 
 
@@ -100,6 +102,7 @@ def delete(session: Session, tenant_id: str, webhook_id: str) -> None:
     sub = _find(session, tenant_id, webhook_id, include_deleted=True)
     if sub.deleted_at is None:
         sub.deleted_at = utcnow()
+        audit.record(session, "webhook.delete", "webhook", sub.id)
 
 
 def rotate(session: Session, tenant_id: str, webhook_id: str) -> WebhookSubscription:

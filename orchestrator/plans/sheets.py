@@ -1,4 +1,4 @@
-"""Spreadsheet jobs (type "batch"): rows in chunk steps, then the output workbook assembled."""
+"""Sheets jobs: rows split into chunk steps, then the output workbook assembled locally."""
 
 from __future__ import annotations
 

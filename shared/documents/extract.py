@@ -12,6 +12,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from shared.archives import ArchiveError, ensure_bounded
+
 SUPPORTED_TYPES = ("pdf", "docx", "xlsx", "html", "csv", "md", "txt")
 _SUPPORTED_LABEL = "PDF, Word (.docx), Excel (.xlsx), HTML, CSV, Markdown and plain text"
 _TYPE_LABELS = {
@@ -96,6 +98,7 @@ def extract_text(path: Path, filename: str, max_chars: int = 5_000_000) -> str:
         head = fh.read(_HEAD_BYTES)
     kind = sniff_type(head, filename)
     if kind in ("docx", "xlsx", "zip"):
+        check_document_archive(path)
         kind = _zip_kind(path)
     if kind == "unknown" and head.startswith(_OLE_MAGIC):
         if Path(filename).suffix.lower() in (".docx", ".xlsx"):
@@ -137,6 +140,15 @@ def extract_text(path: Path, filename: str, max_chars: int = 5_000_000) -> str:
     if not text.strip():
         raise ExtractionError("no_text", f"This {_KIND_NAMES[kind]} file contains no text.")
     return text
+
+
+def check_document_archive(path: Path) -> None:
+    """Refuse a zip-based document over the archive limits before any parser opens it."""
+    try:
+        ensure_bounded(path)
+    except ArchiveError as exc:
+        reason = "too_large" if exc.status == 413 else "corrupt"
+        raise ExtractionError(reason, exc.message) from exc
 
 
 class _Collector:

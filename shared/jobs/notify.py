@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.db import changed
+from shared.jobs.channel import announce_end
 from shared.jobs.status import JobStatus
 from shared.jobs.view import job_view
 from shared.logging import get_logger
@@ -17,7 +18,7 @@ from shared.models import Job, utcnow
 from shared.models.webhooks import WebhookProgressMark
 from shared.quotas import release_held
 from shared.settings import get_settings
-from shared.webhook_events import CALLBACK_EVENTS, add_delivery, event_body, subscribers
+from shared.webhooks.events import CALLBACK_EVENTS, add_delivery, event_body, subscribers
 
 log = get_logger(__name__)
 
@@ -53,6 +54,8 @@ def job_finished(session: Session, job: Job) -> None:
         type=job.type,
         backend=job.backend,
     )
+    # Waiting requests (chat completions, ?wait=, job events) answer on this push.
+    announce_end(session, job.id)
     queued = _emit(session, job, f"job.{job.status}", with_callback=True)
     # A slot of the tenant's running-jobs cap freed up; start what it held back.
     release_held(session, get_settings(), job.tenant_id)

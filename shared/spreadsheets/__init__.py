@@ -15,7 +15,13 @@ from pathlib import Path
 
 from shared.spreadsheets.csv_io import inspect_csv, iter_csv, write_csv
 from shared.spreadsheets.jsonl_io import inspect_jsonl, iter_jsonl, write_jsonl
-from shared.spreadsheets.model import Row, SpreadsheetError, TableSpec, output_names
+from shared.spreadsheets.model import (
+    Row,
+    SheetLimits,
+    SpreadsheetError,
+    TableSpec,
+    output_names,
+)
 from shared.spreadsheets.prompt import check_template, render_prompt
 from shared.spreadsheets.sniff import detect_format
 from shared.spreadsheets.xlsx_read import inspect_xlsx, iter_xlsx
@@ -24,6 +30,7 @@ from shared.storage import TEMP_SUFFIX
 
 __all__ = [
     "Row",
+    "SheetLimits",
     "SpreadsheetError",
     "TableSpec",
     "check_template",
@@ -51,15 +58,24 @@ _parse_locks: dict[tuple[str, int, int, str], threading.Lock] = {}
 
 
 def inspect_table(
-    path: Path, filename: str, column: str, sheet: str | None = None, max_rows: int = 100_000
+    path: Path,
+    filename: str,
+    column: str,
+    sheet: str | None = None,
+    max_rows: int = 100_000,
+    *,
+    max_sheet_rows: int = 1_000_000,
+    max_columns: int = 16_384,
+    max_cell_chars: int = 200_000,
 ) -> TableSpec:
     """Validate an upload and locate its input column; raise SpreadsheetError on bad input."""
+    limits = SheetLimits(max_sheet_rows, max_columns, max_cell_chars)
     fmt = detect_format(path, filename)
     if fmt == "xlsx":
-        return inspect_xlsx(path, column, sheet, max_rows)
+        return inspect_xlsx(path, column, sheet, max_rows, limits)
     if fmt == "csv":
-        return inspect_csv(path, column, max_rows)
-    return inspect_jsonl(path, column, max_rows)
+        return inspect_csv(path, column, max_rows, limits)
+    return inspect_jsonl(path, column, max_rows, limits)
 
 
 def iter_rows(path: Path, spec: TableSpec) -> Iterator[Row]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from shared.spreadsheets.model import (
     HEADER_SCAN_ROWS,
     Row,
+    SheetLimits,
     SpreadsheetError,
     TableSpec,
     check_row_count,
@@ -24,6 +25,14 @@ _BOM = b"\xef\xbb\xbf"
 _DELIMITERS = ",;\t|"
 _LINE_END = re.compile(r"\r\n|\n|\r")
 _SNIFF_RECORDS = 50
+# A spreadsheet opening the CSV runs a cell starting with one of these as a formula; a leading
+# tab or CR is dropped on import, so they count too (OWASP "CSV Injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value: str) -> str:
+    """Prefix a quote to a cell a spreadsheet would evaluate, keeping every character after it."""
+    return "'" + value if value.startswith(_FORMULA_START) else value
 
 
 @dataclass(frozen=True)
@@ -92,10 +101,16 @@ def _load(path: Path, spec: TableSpec | None = None) -> tuple[list[_Record], str
     return records, encoding, delimiter
 
 
-def inspect_csv(path: Path, column: str, max_rows: int) -> TableSpec:
+def inspect_csv(
+    path: Path, column: str, max_rows: int, limits: SheetLimits | None = None
+) -> TableSpec:
     """Find the header record and input column of a CSV file and count its rows."""
+    limits = limits or SheetLimits()
     records, encoding, delimiter = _load(path)
+    limits.check_rows(len(records))
     top = [(n, _fields(r, delimiter)) for n, r in enumerate(records[:HEADER_SCAN_ROWS], start=1)]
+    for _, fields in top:
+        limits.check_width(len(fields))
     header_row = detect_header(top)
     if header_row is None:
         raise SpreadsheetError("the CSV file has no header row", param="file")
@@ -106,14 +121,17 @@ def inspect_csv(path: Path, column: str, max_rows: int) -> TableSpec:
         raise missing_column(column, headers, 1, f"the header row (line {header_row})")
     total = empty = 0
     width = len(cells)
-    for record in records[header_row:]:
+    for number, record in enumerate(records[header_row:], start=header_row + 1):
         fields = _fields(record, delimiter)
         width = max(width, len(fields))
-        if is_blank(fields[pos] if pos < len(fields) else None):
+        limits.check_width(width)
+        value = fields[pos] if pos < len(fields) else None
+        if is_blank(value):
             empty += 1
         else:
             total += 1
             check_row_count(total, max_rows)
+            limits.check_cell(value, f"line {number}")
     trailing = 0
     for record in reversed(records[header_row:]):
         if record.text.strip():
@@ -178,7 +196,8 @@ def write_csv(
             output, error = results.get(number, (None, None))
             extra = [output or "", error or ""][: len(names)]
         pad = spec.insert_column - 1 - len(_fields(record, delimiter))
-        cells = delimiter.join(_quote(v, delimiter) for v in extra)
+        # Only the cells written here are neutralised; the user's own cells pass through as given.
+        cells = delimiter.join(_quote(neutralise(v), delimiter) for v in extra)
         out.append(record.text + delimiter * max(pad, 0) + delimiter + cells + record.end)
     # Text the model wrote that the file's encoding cannot hold becomes "?".
     dst.write_bytes("".join(out).encode(encoding, errors="replace"))

@@ -8,6 +8,7 @@ from typing import Any
 
 from shared.spreadsheets.model import (
     Row,
+    SheetLimits,
     SpreadsheetError,
     TableSpec,
     cell_text,
@@ -48,22 +49,29 @@ def _objects(lines: Sequence[str]) -> Iterator[tuple[int, str, dict[str, Any]]]:
         yield number, line, obj
 
 
-def inspect_jsonl(path: Path, column: str, max_rows: int) -> TableSpec:
+def inspect_jsonl(
+    path: Path, column: str, max_rows: int, limits: SheetLimits | None = None
+) -> TableSpec:
     """Check every line of a JSONL file and count the objects that have the key."""
+    limits = limits or SheetLimits()
     lines, encoding = _read(path)
+    limits.check_rows(len(lines))
     objects = list(_objects(lines))
     keys = list(dict.fromkeys(k for _, _, obj in objects for k in obj))
+    limits.check_width(len(keys))
     pos = find_column(column, keys, None)
     if pos is None:
         raise missing_column(column, keys, None, "the JSON objects")
     key = keys[pos]
     total = empty = 0
-    for _, _, obj in objects:
-        if is_blank(cell_text(obj.get(key))):
+    for number, _, obj in objects:
+        value = cell_text(obj.get(key))
+        if is_blank(value):
             empty += 1
         else:
             total += 1
             check_row_count(total, max_rows)
+            limits.check_cell(value, f"line {number}")
     if total == 0:
         raise no_rows_error(key)
     return TableSpec(

@@ -7,9 +7,12 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from openpyxl.utils import column_index_from_string, get_column_letter, range_boundaries
+
+from shared.archives import ArchiveError, ensure_bounded
 
 # How many leading rows (or records) header detection looks at.
 HEADER_SCAN_ROWS = 20
@@ -25,6 +28,14 @@ class SpreadsheetError(ValueError):
         self.message = message
         self.param = param
         self.status = status
+
+
+def check_archive(path: Path) -> None:
+    """Refuse a zip-based upload over the archive limits before any parser opens it."""
+    try:
+        ensure_bounded(path)
+    except ArchiveError as exc:
+        raise SpreadsheetError(exc.message, param="file", status=exc.status) from exc
 
 
 @dataclass(frozen=True)
@@ -156,15 +167,16 @@ def header_names(cells: Sequence[object], first_column: int) -> list[str]:
 
 def list_columns(headers: Sequence[str], first_column: int | None) -> str:
     """Describe the available columns for an error message."""
+    listed = headers[:_MAX_LISTED]
     if first_column is None:
-        parts = [json.dumps(h, ensure_ascii=False) for h in headers]
+        parts = [json.dumps(h, ensure_ascii=False) for h in listed]
     else:
         parts = [
             f"{get_column_letter(first_column + i)} {json.dumps(h, ensure_ascii=False)}"
-            for i, h in enumerate(headers)
+            for i, h in enumerate(listed)
         ]
-    more = len(parts) - _MAX_LISTED
-    shown = ", ".join(parts[:_MAX_LISTED])
+    more = len(headers) - _MAX_LISTED
+    shown = ", ".join(parts)
     return shown + (f" and {more} more" if more > 0 else "")
 
 
@@ -212,6 +224,42 @@ def check_row_count(total: int, max_rows: int) -> None:
             param="file",
             status=413,
         )
+
+
+@dataclass(frozen=True)
+class SheetLimits:
+    """How large a sheet may be, whatever its format (LLMJOBS_SHEET_MAX_*)."""
+
+    max_rows: int = 1_000_000
+    max_columns: int = 16_384
+    max_cell_chars: int = 200_000
+
+    def check_cell(self, text: str | None, where: str) -> None:
+        """Raise 422 for an input cell longer than the per-cell limit."""
+        if text is not None and len(text) > self.max_cell_chars:
+            raise SpreadsheetError(
+                f"the input cell in {where} has {len(text):,} characters; the limit is "
+                f"{self.max_cell_chars:,} (LLMJOBS_SHEET_MAX_CELL_CHARS)",
+                param="file",
+            )
+
+    def check_width(self, width: int) -> None:
+        """Raise 422 for a row wider than the column limit."""
+        if width > self.max_columns:
+            raise SpreadsheetError(
+                f"too many columns: a row has {width:,}, the limit is {self.max_columns:,} "
+                "(LLMJOBS_SHEET_MAX_COLUMNS)",
+                param="file",
+            )
+
+    def check_rows(self, rows: int) -> None:
+        """Raise 422 once a sheet has more rows than the row limit."""
+        if rows > self.max_rows:
+            raise SpreadsheetError(
+                f"too many rows: the sheet has more than {self.max_rows:,} rows, empty ones "
+                "included; the limit is set by LLMJOBS_SHEET_MAX_ROWS",
+                param="file",
+            )
 
 
 def no_rows_error(column: str) -> SpreadsheetError:

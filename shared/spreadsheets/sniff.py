@@ -3,7 +3,7 @@
 import zipfile
 from pathlib import Path, PurePath
 
-from shared.spreadsheets.model import SpreadsheetError
+from shared.spreadsheets.model import SpreadsheetError, check_archive
 
 _OLE2 = bytes.fromhex("D0CF11E0A1B11AE1")
 _NOT_A_SPREADSHEET = "not a spreadsheet: expected .xlsx, .csv or .jsonl"
@@ -53,6 +53,7 @@ def _looks_binary(head: bytes) -> bool:
 
 
 def _zip_format(path: Path) -> str:
+    check_archive(path)
     try:
         with zipfile.ZipFile(path) as zf:
             names = set(zf.namelist())

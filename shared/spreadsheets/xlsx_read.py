@@ -18,10 +18,12 @@ from openpyxl.xml.functions import fromstring
 from shared.spreadsheets.model import (
     HEADER_SCAN_ROWS,
     Row,
+    SheetLimits,
     SpreadsheetError,
     TableSpec,
     bounds,
     cell_text,
+    check_archive,
     check_row_count,
     detect_header,
     find_column,
@@ -48,6 +50,7 @@ class _Layout:
 
 def open_readonly(path: Path) -> Workbook:
     """Open a workbook for streaming reads of cached cell values."""
+    check_archive(path)
     try:
         # A file object: stored uploads are named by id, without the extension openpyxl
         # insists on when given a path.
@@ -112,8 +115,10 @@ def _width(cells: Sequence[object]) -> int:
     return 0
 
 
-def _range_layout(ws: Any) -> _Layout | None:
+def _range_layout(ws: Any, limits: SheetLimits) -> _Layout | None:
     top = list(ws.iter_rows(min_row=1, max_row=HEADER_SCAN_ROWS, values_only=True))
+    for cells in top:
+        limits.check_width(_width(cells))
     number = detect_header(list(enumerate(top, start=1)))
     if number is None:
         return None
@@ -123,13 +128,15 @@ def _range_layout(ws: Any) -> _Layout | None:
     return _Layout(number, first + 1, header_names(cells[first : last + 1], first + 1), 0, 0)
 
 
-def _resolve(ws: Any, tables: list[Table], column: str) -> tuple[_Layout, int]:
+def _resolve(
+    ws: Any, tables: list[Table], column: str, limits: SheetLimits
+) -> tuple[_Layout, int]:
     for table in tables:
         layout = _table_layout(table)
         pos = find_column(column, layout.headers, layout.first_column)
         if pos is not None:
             return layout, pos
-    layout_or_none = _range_layout(ws)
+    layout_or_none = _range_layout(ws, limits)
     if layout_or_none is None:
         raise SpreadsheetError(f"sheet {json.dumps(ws.title)} is empty", param="sheet")
     pos = find_column(column, layout_or_none.headers, layout_or_none.first_column)
@@ -155,14 +162,17 @@ def _overlaps_other_table(tables: list[Table], layout: _Layout) -> bool:
     return False
 
 
-def inspect_xlsx(path: Path, column: str, sheet: str | None, max_rows: int) -> TableSpec:
+def inspect_xlsx(
+    path: Path, column: str, sheet: str | None, max_rows: int, limits: SheetLimits | None = None
+) -> TableSpec:
     """Find the sheet, header row and input column of a workbook and count its rows."""
+    limits = limits or SheetLimits()
     wb = open_readonly(path)
     try:
         ws = _pick_sheet(wb, sheet)
         tables = [t for t in _tables(wb, ws) if t.headerRowCount != 0]
         ws.reset_dimensions()  # some writers store a wrong <dimension>; read every row
-        layout, pos = _resolve(ws, tables, column)
+        layout, pos = _resolve(ws, tables, column, limits)
         col = layout.first_column + pos
         last_header = layout.first_column + len(layout.headers) - 1
         total = empty = blank_run = 0
@@ -172,7 +182,9 @@ def inspect_xlsx(path: Path, column: str, sheet: str | None, max_rows: int) -> T
             min_row=layout.header_row, max_row=layout.scan_end or None, values_only=True
         )
         for number, cells in enumerate(rows, start=layout.header_row):
+            limits.check_rows(number)
             width = _width(cells)
+            limits.check_width(width)
             if width > last_header and any(
                 c is not None for c in cells[last_header : last_header + _GROWTH]
             ):
@@ -191,6 +203,7 @@ def inspect_xlsx(path: Path, column: str, sheet: str | None, max_rows: int) -> T
             else:
                 total += 1
                 check_row_count(total, max_rows)
+                limits.check_cell(cell_text(value), f"row {number}")
     finally:
         wb.close()
     if total == 0:

@@ -11,7 +11,7 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.utils import get_column_letter, range_boundaries
 from openpyxl.worksheet.table import Table, TableColumn
 
-from shared.spreadsheets.model import TableSpec, bounds
+from shared.spreadsheets.model import TableSpec, bounds, check_archive
 
 # Excel refuses to open a cell holding more characters than this.
 EXCEL_CELL_LIMIT = 32_767
@@ -83,6 +83,7 @@ def write_xlsx(
     """Save ``src`` to ``tmp`` with the output (and error) columns filled in."""
     # Not data_only: formulas must survive; keep_links keeps external workbook references.
     # A file object: stored uploads have no extension, which openpyxl refuses for paths.
+    check_archive(src)
     wb = load_workbook(io.BytesIO(src.read_bytes()), keep_links=True)
     ws = wb[spec.sheet] if spec.sheet else wb.worksheets[0]
     col = spec.insert_column

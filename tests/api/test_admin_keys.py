@@ -6,13 +6,19 @@ import datetime as dt
 import os
 import subprocess
 import sys
+import threading
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
-from sqlalchemy import select, update
+import httpx
+import pytest
+from sqlalchemy import select, text, update
 
 from shared.db import session_scope
 from shared.keys import hash_key
 from shared.models import ApiKey, utcnow
+from tests.conftest import _shared_stack
 from tests.fixtures.stack import REPO, Stack
 
 
@@ -135,3 +141,151 @@ def test_cli_create_list_rotate_revoke(stack: Stack) -> None:
     with stack.client(secret) as old:
         assert old.get("/v1/jobs").status_code == 401
     assert os.environ.get("LLMJOBS_DATABASE_URL") != stack.database_url  # only the child used it
+
+
+def _key_id(stack: Stack, secret: str) -> str:
+    with stack.sessions() as session:
+        key_id = session.scalar(select(ApiKey.id).where(ApiKey.key_hash == hash_key(secret)))
+    assert key_id is not None
+    return key_id
+
+
+def _live_admins(stack: Stack, tenant_id_of: str) -> list[str]:
+    with stack.sessions() as session:
+        tenant_id = session.scalar(select(ApiKey.tenant_id).where(ApiKey.id == tenant_id_of))
+        now = utcnow()
+        return [k.id for k in session.scalars(select(ApiKey).where(
+            ApiKey.tenant_id == tenant_id, ApiKey.revoked_at.is_(None)))
+            if "admin" in k.scopes and (k.expires_at is None or k.expires_at > now)]
+
+
+def _assert_conflict(answer: httpx.Response) -> None:
+    assert answer.status_code == 409, answer.text
+    error = answer.json()["error"]
+    assert error["type"] == "conflict"
+    assert error["param"] == "key_id"
+    assert error["request_id"].startswith("req_")
+
+
+def test_the_last_admin_key_of_a_tenant_cannot_be_revoked(stack: Stack) -> None:
+    first = stack.new_key(unique("last"))
+    first_id = _key_id(stack, first)
+    with stack.client(first) as client:
+        refused = client.post(f"/v1/admin/keys/{first_id}/revoke")
+        _assert_conflict(refused)
+        assert "last working admin key" in refused.json()["error"]["message"]
+        assert client.get("/v1/admin/keys").status_code == 200  # still works
+
+        second = client.post("/v1/admin/keys", json={"name": "b", "scopes": ["admin"]}).json()
+        assert client.post(f"/v1/admin/keys/{second['id']}/revoke").status_code == 200
+        _assert_conflict(client.post(f"/v1/admin/keys/{first_id}/revoke"))
+
+        # A rotated-away key expires: it does not stand in for the key that replaced it.
+        rotated = client.post(f"/v1/admin/keys/{first_id}/rotate", json={"grace_s": 3600})
+        assert rotated.status_code == 200, rotated.text
+        new = rotated.json()["new"]
+    with stack.client(new["secret"]) as client:
+        _assert_conflict(client.post(f"/v1/admin/keys/{new['id']}/revoke"))
+        assert client.post(f"/v1/admin/keys/{first_id}/revoke").status_code == 200
+        _assert_conflict(client.post(f"/v1/admin/keys/{new['id']}/revoke"))
+    assert _live_admins(stack, first_id) == [new["id"]]
+
+
+def _revoke_each_other(stack: Stack, secrets_: list[str], ids: list[str]) -> list[httpx.Response]:
+    barrier = threading.Barrier(2)
+
+    def revoke_other(mine: int) -> httpx.Response:
+        with stack.client(secrets_[mine]) as client:
+            barrier.wait()
+            return client.post(f"/v1/admin/keys/{ids[1 - mine]}/revoke")
+
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(revoke_other, (0, 1)))
+
+
+def test_two_admins_revoking_each_other_at_once_leave_one(any_stack: Stack) -> None:
+    outcomes: set[str] = set()
+    for round_ in range(6):
+        tenant = unique("pair")
+        secrets_ = [any_stack.new_key(tenant) for _ in range(2)]
+        ids = [_key_id(any_stack, s) for s in secrets_]
+        if round_ % 2:
+            # Keys used a moment ago: the requests record no use, so only the revocation's
+            # own locking stands between them (otherwise PostgreSQL may break a lock cycle).
+            with session_scope(any_stack.sessions) as session:
+                session.execute(update(ApiKey).where(ApiKey.id.in_(ids))
+                                .values(last_used_at=utcnow()))
+        answers = _revoke_each_other(any_stack, secrets_, ids)
+        codes = sorted(a.status_code for a in answers)
+        # The loser is refused (409), or finds its own key already revoked (401) when the
+        # winner committed before it authenticated.
+        assert codes[0] == 200, [a.text for a in answers]
+        assert codes[1] in (401, 409), [a.text for a in answers]
+        assert len(_live_admins(any_stack, ids[0])) == 1
+        loser = max(answers, key=lambda a: a.status_code)
+        outcomes.add(f"{loser.status_code} {loser.json()['error']['message'][:40]}")
+    print(f"\nlosers' answers: {sorted(outcomes)}")
+
+
+def test_cli_refuses_to_revoke_the_last_admin_key(stack: Stack) -> None:
+    tenant = unique("cliadm")
+    out = _cli(stack, "create", "--tenant", tenant, "--scope", "admin")
+    secret = next(w for w in out.split() if w.startswith("lj_live_"))
+    key_id = _key_id(stack, secret)
+    env = {**stack.env, "PYTHONPATH": str(REPO), "COLUMNS": "250"}
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "keys", "revoke", key_id],
+        env=env, cwd=stack.workdir, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "last working admin key" in done.stderr
+    assert "revoked." not in done.stdout
+    with stack.client(secret) as client:
+        assert client.get("/v1/admin/keys").status_code == 200
+
+    _cli(stack, "create", "--tenant", tenant, "--scope", "admin")
+    assert f"key {key_id} revoked." in _cli(stack, "revoke", key_id)
+
+
+@pytest.fixture
+def pg_stack(stacks: dict[str, Stack], request: pytest.FixtureRequest) -> Stack:
+    """The shared stack on PostgreSQL."""
+    return _shared_stack("postgres", stacks, request)
+
+
+def test_revocations_held_past_their_checks_still_leave_one_admin(pg_stack: Stack) -> None:
+    tenant = unique("held")
+    secrets_ = [pg_stack.new_key(tenant) for _ in range(2)]
+    ids = [_key_id(pg_stack, s) for s in secrets_]
+    with session_scope(pg_stack.sessions) as session:
+        session.execute(update(ApiKey).where(ApiKey.id.in_(ids)).values(last_used_at=utcnow()))
+    # Holding both key rows stalls each revocation at its write, after it has looked at the
+    # other key: only the revocations' own serialisation can stop both from going through.
+    holder = pg_stack.sessions()
+    holder.execute(select(ApiKey.id).where(ApiKey.id.in_(ids)).with_for_update())
+
+    def revoke_other(mine: int) -> httpx.Response:
+        with pg_stack.client(secrets_[mine]) as client:
+            return client.post(f"/v1/admin/keys/{ids[1 - mine]}/revoke")
+
+    with ThreadPoolExecutor(2) as pool:
+        pending = [pool.submit(revoke_other, i) for i in (0, 1)]
+        deadline = time.monotonic() + 30
+        while _waiting_on_locks(pg_stack) < 2:
+            assert time.monotonic() < deadline, "the revocations never reached the locks"
+            assert not any(p.done() for p in pending), [p.result().text for p in pending]
+            time.sleep(0.05)
+        holder.rollback()
+        holder.close()
+        answers = [p.result() for p in pending]
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [200, 409], [a.text for a in answers]
+    assert "last working admin key" in max(answers, key=lambda a: a.status_code).text
+    assert len(_live_admins(pg_stack, ids[0])) == 1
+
+
+def _waiting_on_locks(stack: Stack) -> int:
+    with stack.sessions() as session:
+        return int(session.scalar(text(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'")) or 0)

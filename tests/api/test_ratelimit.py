@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import secrets
+import socket
 from collections.abc import Iterator
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
-from api.ratelimit import RateLimiter
+from api.ratelimit import LimiterUnavailable, RateLimiter
 from tests.fixtures.services import broker_namespace, drop_namespace
 
 
@@ -49,3 +52,33 @@ def test_the_tighter_of_key_and_tenant_limits_applies(limiter: RateLimiter) -> N
 
 def test_zero_means_unlimited(limiter: RateLimiter) -> None:
     assert limiter.hit([("key:x", 0), ("tenant:y", 0)]) is None
+
+
+def _dead_redis() -> redis.Redis:
+    with socket.socket() as sock:  # a port nothing listens on once the socket is closed
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    return redis.Redis(port=port, socket_connect_timeout=1, retry=Retry(NoBackoff(), 1))
+
+
+def test_local_mode_keeps_limiting_when_redis_is_unreachable() -> None:
+    limiter = RateLimiter(_dead_redis(), on_redis_down="local")
+    decisions = [limiter.hit([("key:a", 10), ("tenant:t", 15)]) for _ in range(12)]
+    allowed = [d for d in decisions if d is not None and d.allowed]
+    assert len(allowed) == 10
+    assert [d.remaining for d in allowed[:2]] == [9, 8]
+    refused = decisions[-1]
+    assert refused is not None
+    assert not refused.allowed
+    assert refused.headers()["RateLimit-Limit"] == "10"
+    assert refused.headers()["Retry-After"] == "6"  # one slot every 60/10 s
+    # The tenant's limit is shared by its keys here too: 5 left of 15.
+    other = [limiter.hit([("key:b", 10), ("tenant:t", 15)]) for _ in range(7)]
+    assert sum(1 for d in other if d is not None and d.allowed) == 5
+
+
+def test_refuse_mode_raises_and_open_mode_lets_through() -> None:
+    with pytest.raises(LimiterUnavailable):
+        RateLimiter(_dead_redis(), on_redis_down="refuse").hit([("key:a", 10)])
+    opened = RateLimiter(_dead_redis(), on_redis_down="open")
+    assert all(opened.hit([("key:a", 1)]) is None for _ in range(5))

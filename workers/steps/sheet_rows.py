@@ -14,7 +14,7 @@ from shared.analysis import json_schema_for
 from shared.backends import BackendError, PermanentBackendError
 from shared.jobs.status import StepStatus
 from shared.logging import get_logger
-from shared.redaction import guard_step
+from shared.redaction import redacting_adapter
 from shared.settings import Settings
 from shared.spreadsheets import Row, SpreadsheetError, TableSpec, read_rows, render_prompt
 from workers.backends.base import Adapter
@@ -115,7 +115,7 @@ def run(runtime: WorkerRuntime, claimed: ClaimedStep, _chain: Chain) -> str:
     try:
         adapter = runtime.adapter(claimed.backend)
         # PII redaction for tenants that want it, before text leaves for a cloud.
-        adapter = guard_step(runtime.sessions, runtime.backends, claimed, adapter)
+        adapter = redacting_adapter(runtime.sessions, runtime.backends, claimed, adapter)
         rows, skipped = _load(runtime, claimed)
     except (PermanentBackendError, OSError, SpreadsheetError, ValueError, KeyError) as exc:
         message = getattr(exc, "message", None) or str(exc)

@@ -10,10 +10,10 @@ from sqlalchemy.orm import Session
 
 from shared.backends import BackendError, PermanentBackendError
 from shared.db import session_scope
-from shared.job_events import job_channel
+from shared.jobs.channel import job_channel
 from shared.jobs.status import StepStatus
 from shared.logging import get_logger
-from shared.redaction import guard_step
+from shared.redaction import redacting_adapter
 from workers import fallback
 from workers import metrics as worker_metrics
 from workers.backends.base import DeltaSink
@@ -57,7 +57,7 @@ def run(runtime: WorkerRuntime, claimed: ClaimedStep, chain: Chain) -> str:
     try:
         adapter = worker_metrics.timed(runtime.adapter(claimed.backend), claimed.backend)
         # PII redaction for tenants that want it, before text leaves for a cloud.
-        adapter = guard_step(runtime.sessions, runtime.backends, claimed, adapter)
+        adapter = redacting_adapter(runtime.sessions, runtime.backends, claimed, adapter)
     except PermanentBackendError as exc:
         _store_failure(runtime, claimed, exc, None)
         return StepStatus.FAILED

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from shared.backends import configured_backends
-from shared.backends_file import BackendsFileError
+from shared.backends.file import BackendsFileError
 from shared.settings import Settings
 
 

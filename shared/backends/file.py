@@ -10,7 +10,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.backends import BackendConfig
+from shared.backends.types import BackendConfig
 from shared.settings import Settings
 
 Kind = Literal["local", "ollama", "openai", "azure_openai", "openai_compatible"]

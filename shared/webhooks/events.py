@@ -9,27 +9,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared.db import after_commit
+from shared.dispatch import enqueue_delivery
 from shared.ids import new_id
 from shared.models import utcnow
 from shared.models.webhooks import TenantSigningSecret, WebhookDelivery, WebhookSubscription
-from shared.queues import TASK_DELIVER_WEBHOOK, WEBHOOK_QUEUE
-from shared.webhooks import generate_secret
+from shared.webhooks.signing import generate_secret
 
 EVENT_TYPES = ("job.succeeded", "job.failed", "job.cancelled", "job.progress")
 # A job's own callback_url hears only how the job ended.
 CALLBACK_EVENTS = ("job.succeeded", "job.failed", "job.cancelled")
-
-
-def enqueue_delivery(session: Session, delivery_id: str) -> None:
-    """Ask a webhooks worker to attempt a delivery, once this transaction commits."""
-
-    def send() -> None:
-        from shared.celery_app import get_celery
-
-        get_celery().send_task(TASK_DELIVER_WEBHOOK, args=[delivery_id], queue=WEBHOOK_QUEUE)
-
-    after_commit(session, send)
 
 
 def event_body(event_type: str, data: dict[str, Any], when: dt.datetime) -> dict[str, Any]:

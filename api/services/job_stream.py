@@ -1,22 +1,20 @@
-"""A job's live events: partial chat output from Redis pub/sub, progress from the database."""
+"""A job's live stream: partial chat output and the end pushed over Redis, progress read."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import redis.asyncio as aredis
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.dbgate import DbGate
+from api.waiters import JobWaiters, wait_event
 from shared.db import read_session
-from shared.job_events import job_channel
+from shared.jobs.channel import job_channel
 from shared.jobs.status import job_is_terminal
 from shared.models import Job
-from shared.settings import Settings
 
 POLL_S = 0.5
 KEEPALIVE_S = 15.0
@@ -41,24 +39,27 @@ def _snapshot(sessions: sessionmaker[Session], job_id: str) -> dict[str, Any] | 
         }
 
 
-async def job_events(
-    settings: Settings, gate: DbGate, sessions: sessionmaker[Session], job_id: str
+async def job_stream(
+    waiters: JobWaiters, gate: DbGate, sessions: sessionmaker[Session], job_id: str
 ) -> AsyncIterator[bytes]:
-    """`progress` on every change, `delta` for each streamed piece, `end` when the job ends."""
-    client = aredis.Redis.from_url(settings.broker_url, socket_timeout=5)
-    pubsub = client.pubsub(ignore_subscribe_messages=True)
-    try:
-        try:
-            await pubsub.subscribe(job_channel(settings.broker_key_prefix, job_id))
-            live = True
-        except aredis.RedisError:
-            live = False  # no partial output then; progress still comes from the database
+    """`progress` on every change, `delta` for each streamed piece, `end` when the job ends.
+
+    Deltas and the end arrive on the process's one subscriber (`api.waiters`); progress
+    counts are read from the database every POLL_S, and at once when the end is announced.
+    """
+    channel = job_channel(waiters.settings.broker_key_prefix, job_id)
+    with waiters.watch(job_id, channel) as watch:
         last: dict[str, Any] | None = None
         next_poll = quiet_since = time.monotonic()
         while True:
-            if time.monotonic() >= next_poll:
+            watch.changed.clear()  # before looking: anything arriving later wakes the wait
+            while not watch.deltas.empty():
+                quiet_since = time.monotonic()
+                yield sse("delta", watch.deltas.get_nowait())
+            if watch.ended.is_set() or time.monotonic() >= next_poll:
+                watch.ended.clear()
                 snap = await gate.run(_snapshot, sessions, job_id)
-                next_poll = time.monotonic() + POLL_S
+                next_poll = time.monotonic() + min(POLL_S, waiters.recheck_s)
                 if snap is None:
                     return
                 if snap != last:
@@ -70,15 +71,5 @@ async def job_events(
             if time.monotonic() - quiet_since > KEEPALIVE_S:
                 quiet_since = time.monotonic()
                 yield b": keep-alive\n\n"
-            wait = max(0.0, next_poll - time.monotonic())
-            message = None
-            if live:
-                message = await pubsub.get_message(timeout=wait)
-            else:
-                await asyncio.sleep(wait)
-            if message and message.get("type") == "message":
-                quiet_since = time.monotonic()
-                yield sse("delta", json.loads(message["data"]))
-    finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
-        await client.aclose()
+            until = min(next_poll, quiet_since + KEEPALIVE_S)
+            await wait_event(watch.changed, max(0.0, until - time.monotonic()))

@@ -1,4 +1,4 @@
-"""`llm-jobs batch FILE`: upload a spreadsheet, watch its rows being answered, save the output."""
+"""`llm-jobs batch FILE`: upload a spreadsheet as a sheets job, watch its rows, save the output."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from rich.progress import (
 )
 
 from cli.client import KeyOpt, UrlOpt, _check, _client, console
+from shared.jobs.status import JobStatus
 
 
 def batch(
@@ -53,7 +54,7 @@ def batch(
                                      files={"file": (file.name, fh)}, timeout=300))
         console.print(f"job {job['id']}: {job['progress']['total']} rows queued")
         job = _watch(client, job["id"])
-        if job["status"] != "succeeded":
+        if job["status"] != JobStatus.SUCCEEDED:
             console.print_json(data=job)
             raise typer.Exit(1)
         response = client.get(f"/v1/jobs/{job['id']}/output", timeout=300)

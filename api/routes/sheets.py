@@ -5,19 +5,20 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Response, UploadFile
+import anyio
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from fastapi.responses import FileResponse
 
-from api.deps import Caller, SessionDep, SettingsDep, require_scope
+from api.deps import JobsRead, JobsWrite, SessionDep, SettingsDep, commit_in_new_slot, leave_db
 from api.schemas.common import error_responses
 from api.schemas.jobs import JobOut
-from api.services import batch as service
-from shared.jobs.view import job_url, job_view
+from api.services import sheets as service
+from api.urls import polling_headers
+from shared import storage
+from shared.jobs.view import job_view
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-ReadCaller = Annotated[Caller, require_scope("jobs:read")]
-WriteCaller = Annotated[Caller, require_scope("jobs:write")]
 
 _OUTPUT_TYPES: dict[str, object] = {
     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {},
@@ -38,12 +39,13 @@ _OUTPUT_TYPES: dict[str, object] = {
     operation_id="BatchSummarize",
     responses=error_responses(400, 401, 413, 422, 429),
 )
-def batch_summarize(
+async def batch_summarize(
+    request: Request,
     response: Response,
     file: Annotated[UploadFile, File(description=".xlsx, .csv or .jsonl")],
     column: Annotated[str, Form(min_length=1, max_length=255,
                                 description="Header name or column letter of the input")],
-    caller: WriteCaller,
+    caller: JobsWrite,
     session: SessionDep,
     settings: SettingsDep,
     sheet: Annotated[str | None, Form(max_length=255, description="Default: the first")] = None,
@@ -69,7 +71,7 @@ def batch_summarize(
     temperature: Annotated[float | None, Form(ge=0, le=2)] = None,
     max_tokens: Annotated[int | None, Form(ge=1, le=32768)] = None,
 ) -> JobOut:
-    req = service.BatchRequest(
+    req = service.SheetsRequest(
         filename=file.filename or "",
         column=column,
         sheet=sheet or None,
@@ -84,10 +86,23 @@ def batch_summarize(
         temperature=temperature,
         max_tokens=max_tokens,
     )
-    job = service.create_batch_job(session, settings, caller.tenant_id, file.file, req)
-    response.headers["Location"] = job_url(settings, job.id)
-    response.headers["Retry-After"] = str(settings.poll_retry_after_s)
-    return job_view(session, settings, job)
+    # Parsing a large or hostile upload takes a while: it runs in a thread, holding neither
+    # a transaction nor a database slot, so other callers are not kept waiting.
+    await leave_db(session)
+    checked = await anyio.to_thread.run_sync(
+        service.check_upload, settings, caller.tenant_id, file.file, req
+    )
+
+    def record() -> JobOut:
+        job = service.record_sheets_job(session, settings, caller.tenant_id, checked, req)
+        return job_view(session, settings, job)
+
+    out = await commit_in_new_slot(
+        request, session, record,
+        lambda: storage.delete(settings.data_dir, caller.tenant_id, checked.file_id),
+    )
+    polling_headers(response, settings, out.id)
+    return out
 
 
 @router.get(
@@ -101,7 +116,7 @@ def batch_summarize(
                **error_responses(401, 404)},
 )
 def get_output(
-    job_id: str, caller: ReadCaller, session: SessionDep, settings: SettingsDep
+    job_id: str, caller: JobsRead, session: SessionDep, settings: SettingsDep
 ) -> FileResponse:
     out = service.output_file(session, settings, caller.tenant_id, job_id)
     return FileResponse(out.path, media_type=out.media_type, filename=out.filename)

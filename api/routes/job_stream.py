@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from api.deps import Caller, SessionDep, require_scope
+from api.deps import JobsRead, SessionDep
 from api.schemas.common import error_responses
 from api.services import jobs as job_service
-from api.services.events import job_events
+from api.services.job_stream import job_stream
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
-
-ReadCaller = Annotated[Caller, require_scope("jobs:read")]
-
 
 @router.get(
     "/{job_id}/events",
@@ -27,13 +22,13 @@ ReadCaller = Annotated[Caller, require_scope("jobs:read")]
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}, **error_responses(401, 404)},
 )
-def job_events_route(
-    job_id: str, request: Request, session: SessionDep, caller: ReadCaller
+def job_stream_route(
+    job_id: str, request: Request, session: SessionDep, caller: JobsRead
 ) -> StreamingResponse:
     job_service.get_job(session, caller.tenant_id, job_id)  # 404 for other tenants' ids
     state = request.app.state
     return StreamingResponse(
-        job_events(state.settings, state.db_gate, state.sessions, job_id),
+        job_stream(state.waiters, state.db_gate, state.sessions, job_id),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
