@@ -22,6 +22,7 @@ from shared.migrate import upgrade
 from shared.models import Job, Step, Tenant, utcnow
 from shared.models.webhooks import WebhookDelivery
 from shared.settings import Settings
+from tests.fixtures.services import create_pg_database, drop_pg_database
 from workers import lease
 
 SETTINGS = Settings(
@@ -46,12 +47,21 @@ class RecordingDispatcher:
         return [task for task, _, _ in self.sent]
 
 
+@pytest.fixture(scope="module")
+def own_pg_url() -> Iterator[str]:
+    """A database of this module's own: the running steps it leaves lapse in no other test's
+    sweep."""
+    url = create_pg_database()
+    yield url
+    drop_pg_database(url)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
     url = (
         f"sqlite:///{tmp_path / 'direct.db'}"
         if request.param == "sqlite"
-        else request.getfixturevalue("pg_url")
+        else request.getfixturevalue("own_pg_url")
     )
     upgrade(url)
     eng = make_engine(url)

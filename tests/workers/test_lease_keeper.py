@@ -18,6 +18,7 @@ from shared.keys import ensure_tenant
 from shared.migrate import upgrade
 from shared.models import Job, Step, utcnow
 from shared.settings import Settings
+from tests.fixtures.services import create_pg_database, drop_pg_database
 from workers import lease
 
 SETTINGS = Settings(_env_file=None, ollama_base_url="http://127.0.0.1:9", local_enabled=False)
@@ -30,12 +31,21 @@ class Discard:
         return None
 
 
+@pytest.fixture(scope="module")
+def own_pg_url() -> Iterator[str]:
+    """A database of this module's own: the running steps it leaves lapse in no other test's
+    sweep."""
+    url = create_pg_database()
+    yield url
+    drop_pg_database(url)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
     url = (
         f"sqlite:///{tmp_path / 'lease.db'}"
         if request.param == "sqlite"
-        else request.getfixturevalue("pg_url")
+        else request.getfixturevalue("own_pg_url")
     )
     upgrade(url)
     eng = make_engine(url)
