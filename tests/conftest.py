@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakellm import FakeLLM
-from tests.fixtures.recording import db_sessions, sent
+from tests.fixtures.recording import db_sessions, own_pg_url, sent
 from tests.fixtures.services import (
     broker_namespace,
     create_pg_database,
@@ -17,7 +17,7 @@ from tests.fixtures.services import (
 )
 from tests.fixtures.stack import Stack
 
-__all__ = ["db_sessions", "sent"]
+__all__ = ["db_sessions", "own_pg_url", "sent"]
 
 StackFactory = Callable[..., Stack]
 

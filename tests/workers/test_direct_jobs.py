@@ -13,16 +13,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from orchestrator import engine
 from orchestrator.plans import PlanContext, planner_for
 from orchestrator.sweep import MAX_LEASE_LOSSES, sweep
-from shared.db import make_engine, make_sessionmaker, session_scope
-from shared.dispatch import CeleryDispatcher, set_dispatcher
+from shared.db import session_scope
 from shared.ids import new_id
 from shared.jobs import direct
 from shared.keys import ensure_tenant
-from shared.migrate import upgrade
 from shared.models import Job, Step, Tenant, utcnow
 from shared.models.webhooks import WebhookDelivery
 from shared.settings import Settings
-from tests.fixtures.services import create_pg_database, drop_pg_database
+from tests.fixtures.recording import RecordingDispatcher, migrated_sessions
 from workers import lease
 
 SETTINGS = Settings(
@@ -34,28 +32,6 @@ SETTINGS = Settings(
 )
 
 
-class RecordingDispatcher:
-    """Records what would be sent to the broker."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str, str]] = []
-
-    def send(self, task: str, args: list[str], queue: str) -> None:
-        self.sent.append((task, args[0], queue))
-
-    def tasks(self) -> list[str]:
-        return [task for task, _, _ in self.sent]
-
-
-@pytest.fixture(scope="module")
-def own_pg_url() -> Iterator[str]:
-    """A database of this module's own: the running steps it leaves lapse in no other test's
-    sweep."""
-    url = create_pg_database()
-    yield url
-    drop_pg_database(url)
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
     url = (
@@ -63,18 +39,8 @@ def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[session
         if request.param == "sqlite"
         else request.getfixturevalue("own_pg_url")
     )
-    upgrade(url)
-    eng = make_engine(url)
-    yield make_sessionmaker(eng)
-    eng.dispose()
-
-
-@pytest.fixture
-def sent() -> Iterator[RecordingDispatcher]:
-    recorder = RecordingDispatcher()
-    set_dispatcher(recorder)
-    yield recorder
-    set_dispatcher(CeleryDispatcher())
+    with migrated_sessions(url) as made:
+        yield made
 
 
 def chat_job(tenant_id: str, content: str = "hi", **extra: object) -> Job:

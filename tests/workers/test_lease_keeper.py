@@ -10,15 +10,14 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.db import make_engine, make_sessionmaker, session_scope
+from shared.db import session_scope
 from shared.dispatch import CeleryDispatcher, set_dispatcher
 from shared.ids import new_id
 from shared.jobs import direct, transitions
 from shared.keys import ensure_tenant
-from shared.migrate import upgrade
 from shared.models import Job, Step, utcnow
 from shared.settings import Settings
-from tests.fixtures.services import create_pg_database, drop_pg_database
+from tests.fixtures.recording import migrated_sessions
 from workers import lease
 
 SETTINGS = Settings(_env_file=None, ollama_base_url="http://127.0.0.1:9", local_enabled=False)
@@ -31,15 +30,6 @@ class Discard:
         return None
 
 
-@pytest.fixture(scope="module")
-def own_pg_url() -> Iterator[str]:
-    """A database of this module's own: the running steps it leaves lapse in no other test's
-    sweep."""
-    url = create_pg_database()
-    yield url
-    drop_pg_database(url)
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
     url = (
@@ -47,12 +37,10 @@ def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[session
         if request.param == "sqlite"
         else request.getfixturevalue("own_pg_url")
     )
-    upgrade(url)
-    eng = make_engine(url)
     set_dispatcher(Discard())
-    yield make_sessionmaker(eng)
+    with migrated_sessions(url) as made:
+        yield made
     set_dispatcher(CeleryDispatcher())
-    eng.dispose()
 
 
 def running_steps(sessions: sessionmaker[Session], count: int) -> list[lease.ClaimedStep]:
