@@ -15,7 +15,7 @@ from shared.jobs import transitions
 from shared.keys import ensure_tenant
 from shared.models import Job, Step, utcnow
 from shared.settings import Settings
-from tests.fixtures.recording import RecordingDispatcher
+from tests.fixtures.recording import RecordingDispatcher, lose_workers
 from workers import lease
 
 SETTINGS = Settings(
@@ -150,13 +150,7 @@ def test_sweep_fails_a_step_whose_worker_keeps_dying(db_sessions: sessionmaker[S
         job_id = new_job(s)
         engine.plan_job(s, SETTINGS, job_id)
         step_id = steps_of(s, job_id)[0].id
-    for _ in range(5):
-        with session_scope(db_sessions) as s:
-            assert lease.claim(s, step_id, 30) is not None
-            s.execute(update(Step).where(Step.id == step_id)
-                      .values(lease_expires_at=utcnow() - dt.timedelta(seconds=1)))
-        with session_scope(db_sessions) as s:
-            sweep(s, SETTINGS)
+    lose_workers(db_sessions, SETTINGS, step_id, 5)
     with session_scope(db_sessions) as s:
         step = s.get(Step, step_id)
         assert step is not None

@@ -20,7 +20,7 @@ from shared.keys import ensure_tenant
 from shared.models import Job, Step, Tenant, utcnow
 from shared.models.webhooks import WebhookDelivery
 from shared.settings import Settings
-from tests.fixtures.recording import RecordingDispatcher, migrated_sessions
+from tests.fixtures.recording import RecordingDispatcher, lose_workers, migrated_sessions
 from workers import lease
 
 SETTINGS = Settings(
@@ -243,13 +243,7 @@ def test_sweep_resends_a_lost_step_and_fails_the_job_of_one_that_keeps_killing_w
     with session_scope(sessions) as s:
         assert sweep(s, SETTINGS).resent_steps >= 1  # other tests' steps share the database
     assert ("llm.run_step", step_id, "llm.ollama") in sent.sent
-    for _ in range(MAX_LEASE_LOSSES):
-        with session_scope(sessions) as s:
-            assert lease.claim(s, step_id, 30) is not None
-            s.execute(update(Step).where(Step.id == step_id)
-                      .values(lease_expires_at=utcnow() - dt.timedelta(seconds=1)))
-        with session_scope(sessions) as s:
-            sweep(s, SETTINGS)
+    lose_workers(sessions, SETTINGS, step_id, MAX_LEASE_LOSSES)
     with session_scope(sessions) as s:
         job = s.get(Job, job_id)
         assert job is not None
